@@ -1,0 +1,37 @@
+"""Shared command-line plumbing: quiet TensorFlow start-up and clean user-facing errors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+
+from resnet_blocks import RegistryError, SpecError
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter (must run before tensorflow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, reported without a traceback."""
+
+
+def user_errors(fn):
+    """Turn SpecError / RegistryError / UserError into one clear line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (SpecError, RegistryError, UserError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper
+
+
+quiet_tensorflow()

@@ -1,0 +1,303 @@
+"""Data sources: each gives ``tf.data`` pipelines for train / validation (/ test).
+
+Sources: ``digits`` (scikit-learn, embedded, the default), ``cifar10`` (the Keras loader and
+its cache), ``image_folder`` (``class/xxx.jpg`` directory or a ``.tar.gz`` of one, extracted
+once into a cache) and ``synthetic`` (random tensors, for benchmarks). Every pipeline caches,
+shuffles, augments (optional, training only), batches, normalises and prefetches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from resnet_blocks import SpecError
+
+SOURCES = ("digits", "cifar10", "image_folder", "synthetic")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@dataclass
+class DataSplits:
+    """The pipelines plus what the model and the logs need to know about them."""
+
+    train: object  # tf.data.Dataset of (image float32 normalised, label int32), batched
+    val: object
+    test: object | None
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    num_train: int
+    num_val: int
+    num_test: int
+    class_names: list[str]
+    source: str
+
+
+# -- validation, before any work ---------------------------------------------------------
+def validate_data_config(cfg) -> None:
+    """Reject bad data settings with the field, the value and what is allowed."""
+    if cfg.source not in SOURCES:
+        raise SpecError("data.source", cfg.source, "one of " + ", ".join(SOURCES))
+    if cfg.source == "image_folder":
+        if not cfg.path:
+            raise SpecError("data.path", cfg.path, "a directory of class/xxx.jpg or a .tar.gz of one")
+        if not Path(cfg.path).expanduser().exists():
+            raise SpecError("data.path", cfg.path, "an existing directory or .tar.gz file (not found)")
+    if not (0.0 < cfg.validation_split < 1.0):
+        raise SpecError("data.validation_split", cfg.validation_split, "a fraction in (0, 1)")
+    if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) < 1):
+        raise SpecError("data.image_size", list(cfg.image_size), "null or [height, width], each >= 1")
+    if cfg.max_samples is not None and cfg.max_samples < 2:
+        raise SpecError("data.max_samples", cfg.max_samples, "null or an integer >= 2")
+    for key in ("channels", "num_samples"):
+        if getattr(cfg, key) < 1:
+            raise SpecError(f"data.{key}", getattr(cfg, key), "an integer >= 1")
+    if cfg.num_classes < 2:
+        raise SpecError("data.num_classes", cfg.num_classes, "an integer >= 2")
+    if cfg.crop_padding < 0:
+        raise SpecError("data.crop_padding", cfg.crop_padding, "an integer >= 0")
+
+
+def data_signature(cfg) -> tuple[tuple[int, int, int], int]:
+    """(input_shape, num_classes) of a source without loading its images."""
+    validate_data_config(cfg)
+    if cfg.source == "digits":
+        native, channels, classes = (8, 8), 1, 10
+    elif cfg.source == "cifar10":
+        native, channels, classes = (32, 32), 3, 10
+    elif cfg.source == "synthetic":
+        native, channels, classes = (32, 32), cfg.channels, cfg.num_classes
+    else:
+        root = _image_folder_root(cfg)
+        native, channels, classes = (32, 32), cfg.channels, len(_class_dirs(root))
+    h, w = cfg.image_size if cfg.image_size is not None else native
+    return (int(h), int(w), int(channels)), int(classes)
+
+
+# -- loading ------------------------------------------------------------------------------
+def load_data(cfg, *, batch_size: int) -> DataSplits:
+    """Load ``cfg.source`` and build its pipelines."""
+    import tensorflow as tf
+
+    validate_data_config(cfg)
+    if cfg.source == "image_folder":
+        return _image_folder(cfg, batch_size)
+    if cfg.source == "digits":
+        x, y, test, names = _digits()
+    elif cfg.source == "cifar10":
+        x, y, test, names = _cifar10()
+    else:
+        x, y, test, names = _synthetic(cfg)
+    x, y = _subsample(x, y, cfg)
+    (xt, yt), (xv, yv) = _split(x, y, cfg)
+    mean, std = _moments(xt)
+    shape = _output_shape(cfg, xt.shape[1:])
+
+    def from_arrays(a, b):
+        return tf.data.Dataset.from_tensor_slices((a, b.astype("int32")))
+
+    train = _pipeline(from_arrays(xt, yt), cfg, batch_size, mean, std, shape, training=True)
+    val = _pipeline(from_arrays(xv, yv), cfg, batch_size, mean, std, shape, training=False)
+    test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, mean, std, shape, training=False)
+    return DataSplits(train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names, cfg.source)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images[..., None] * (255.0 / 16.0)).round().astype("uint8")
+    return x, d.target.astype("int32"), None, [str(i) for i in range(10)]
+
+
+def cifar10_cache_dir() -> Path:
+    """Where ``keras.datasets.cifar10`` keeps the extracted batches."""
+    from keras.src.backend import config as keras_config
+
+    return Path(os.path.expanduser(keras_config.keras_home())) / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+
+
+def _cifar10():
+    """CIFAR-10 from the Keras cache when its batches are there, else the Keras download."""
+    import keras
+    from keras.src.datasets.cifar import load_batch
+
+    cache = cifar10_cache_dir()
+    train_files = sorted(cache.glob("data_batch_*"))
+    if train_files and (cache / "test_batch").exists():
+        parts = [load_batch(str(f)) for f in train_files]
+        x = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1)
+        y = np.concatenate([p[1] for p in parts])
+        xt, yt = load_batch(str(cache / "test_batch"))
+        xt = xt.transpose(0, 2, 3, 1)
+    else:
+        (x, y), (xt, yt) = keras.datasets.cifar10.load_data()
+    y, yt = np.asarray(y).reshape(-1).astype("int32"), np.asarray(yt).reshape(-1).astype("int32")
+    return x.astype("uint8"), y, (xt.astype("uint8"), yt), list(CIFAR10_CLASSES)
+
+
+def _synthetic(cfg):
+    rng = np.random.default_rng(cfg.seed)
+    h, w = cfg.image_size if cfg.image_size is not None else (32, 32)
+    n = int(cfg.num_samples / (1.0 - cfg.validation_split))
+    x = rng.integers(0, 256, size=(n, h, w, cfg.channels), dtype=np.uint8)
+    y = rng.integers(0, cfg.num_classes, size=(n,)).astype("int32")
+    return x, y, None, [str(i) for i in range(cfg.num_classes)]
+
+
+def _subsample(x, y, cfg):
+    if cfg.max_samples is None or cfg.max_samples >= len(y):
+        return x, y
+    idx = np.random.default_rng(cfg.seed).permutation(len(y))[: cfg.max_samples]
+    return x[np.sort(idx)], y[np.sort(idx)]
+
+
+def _split(x, y, cfg):
+    """Deterministic (seeded), stratified train/validation split."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and len(y) * cfg.validation_split >= len(counts) else None
+    xt, xv, yt, yv = train_test_split(x, y, test_size=cfg.validation_split, random_state=cfg.seed, stratify=stratify)
+    return (xt, yt), (xv, yv)
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sample = x[:5000].astype("float32") / 255.0
+    mean = sample.mean(axis=(0, 1, 2))
+    std = sample.std(axis=(0, 1, 2)) + 1e-6
+    return mean.astype("float32"), std.astype("float32")
+
+
+def _output_shape(cfg, native_shape) -> tuple[int, int, int]:
+    h, w = cfg.image_size if cfg.image_size is not None else native_shape[:2]
+    return int(h), int(w), int(native_shape[2])
+
+
+def _pipeline(ds, cfg, batch_size, mean, std, shape, *, training):
+    """uint8 images -> resize -> cache -> shuffle -> augment -> batch -> normalise -> prefetch."""
+    import tensorflow as tf
+
+    h, w, _ = shape
+    autotune = tf.data.AUTOTUNE
+
+    def to_float(image, label):
+        image = tf.cast(image, tf.float32) / 255.0
+        if image.shape[0] != h or image.shape[1] != w:
+            image = tf.image.resize(image, (h, w))
+        return image, label
+
+    ds = ds.map(to_float, num_parallel_calls=autotune)
+    if cfg.cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
+        if cfg.augment:
+            ds = ds.map(_augmenter(cfg, shape), num_parallel_calls=autotune)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    mean_t, std_t = tf.constant(mean), tf.constant(std)
+    ds = ds.map(lambda x, y: ((x - mean_t) / std_t, y), num_parallel_calls=autotune) if cfg.normalize else ds
+    return ds.prefetch(autotune)
+
+
+def _augmenter(cfg, shape):
+    import tensorflow as tf
+
+    h, w, c = shape
+    pad = cfg.crop_padding
+
+    def augment(image, label):
+        if pad:
+            image = tf.image.pad_to_bounding_box(image, pad, pad, h + 2 * pad, w + 2 * pad)
+            image = tf.image.random_crop(image, (h, w, c))
+        if cfg.flip:
+            image = tf.image.random_flip_left_right(image)
+        return image, label
+
+    return augment
+
+
+# -- image folders ------------------------------------------------------------------------
+def _image_folder_root(cfg) -> Path:
+    """The directory holding the class folders, extracting a .tar.gz once into the cache."""
+    path = Path(cfg.path).expanduser()
+    if path.is_file():
+        if not tarfile.is_tarfile(path):
+            raise SpecError("data.path", cfg.path, "a directory or a .tar.gz archive of one")
+        path = _extract_once(path, cfg)
+    root = path / cfg.subdir if cfg.subdir else path
+    if not root.is_dir():
+        raise SpecError("data.subdir", cfg.subdir, f"a folder inside {path}")
+    # An archive or folder with a single top-level folder (e.g. train/) holds the classes inside.
+    entries = [p for p in root.iterdir() if not p.name.startswith(".")]
+    if not cfg.subdir and len(entries) == 1 and entries[0].is_dir() and len(_class_dirs(entries[0])) >= 2:
+        root = entries[0]
+    if len(_class_dirs(root)) < 2:
+        raise SpecError("data.path", cfg.path, "a folder with at least 2 class sub-folders of images (class/xxx.jpg)")
+    return root
+
+
+def _class_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _extract_once(archive: Path, cfg) -> Path:
+    """Extract ``archive`` into ``<cache>/<name>-<hash of path+size+mtime>``, atomically."""
+    stat = archive.stat()
+    key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    cache = Path(cfg.cache_dir or os.environ.get("RESNET_BLOCKS_CACHE", "~/.cache/resnet_blocks")).expanduser()
+    target = cache / f"{archive.name.split('.')[0]}-{key}"
+    if (target / ".complete").exists():
+        return target
+    tmp = cache / f".{target.name}.partial-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp, filter="data")
+    (tmp / ".complete").touch()
+    try:
+        tmp.rename(target)
+    except OSError:  # another process finished first: use its copy
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _image_folder(cfg, batch_size: int) -> DataSplits:
+    import tensorflow as tf
+
+    root = _image_folder_root(cfg)
+    names = [p.name for p in _class_dirs(root)]
+    files, labels = [], []
+    for label, name in enumerate(names):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(str(f))
+                labels.append(label)
+    if not files:
+        raise SpecError("data.path", cfg.path, f"class folders containing images ({', '.join(IMAGE_EXTENSIONS)})")
+    files_arr, labels_arr = _subsample(np.array(files), np.array(labels, dtype="int32"), cfg)
+    (ft, yt), (fv, yv) = _split(files_arr, labels_arr, cfg)
+    h, w = cfg.image_size if cfg.image_size is not None else (32, 32)
+    c = cfg.channels
+
+    def decode(path, label):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=c, expand_animations=False)
+        image = tf.image.resize(image, (h, w), method="bilinear")
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    def files_ds(f, y):
+        return tf.data.Dataset.from_tensor_slices((f, y)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+    sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
+    mean, std = _moments(sample)
+    shape = (int(h), int(w), int(c))
+    train = _pipeline(files_ds(ft, yt), cfg, batch_size, mean, std, shape, training=True)
+    val = _pipeline(files_ds(fv, yv), cfg, batch_size, mean, std, shape, training=False)
+    return DataSplits(train, val, None, shape, len(names), len(yt), len(yv), 0, names, "image_folder")

@@ -1,0 +1,48 @@
+"""resnet_blocks: a registry of residual blocks and shortcuts, and a builder for ResNets.
+
+>>> from resnet_blocks import ResNetSpec, build_resnet
+>>> spec = ResNetSpec.from_lists(block="regular", depths=[3, 3, 3], widths=[16, 32, 64],
+...                              strides=[1, 2, 2], num_classes=10, input_shape=(32, 32, 3))
+>>> model = build_resnet(spec)
+"""
+
+from resnet_blocks import blocks as _blocks  # noqa: F401  (registers the shipped blocks)
+from resnet_blocks import shortcuts as _shortcuts  # noqa: F401  (registers the shipped shortcuts)
+from resnet_blocks.builder import build_resnet
+from resnet_blocks.cost import ModelCost, StageCost, format_cost_table, model_cost
+from resnet_blocks.errors import RegistryError, SpecError
+from resnet_blocks.layers import BuildContext, SubsampleChannelPad
+from resnet_blocks.plugins import ENTRY_POINT_GROUP, load_plugins
+from resnet_blocks.registry import (
+    available_blocks,
+    available_shortcuts,
+    get_block,
+    get_shortcut,
+    register_block,
+    register_shortcut,
+)
+from resnet_blocks.spec import ResNetSpec, StageSpec, StemSpec
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BuildContext",
+    "ModelCost",
+    "RegistryError",
+    "ResNetSpec",
+    "SpecError",
+    "StageCost",
+    "StemSpec",
+    "StageSpec",
+    "SubsampleChannelPad",
+    "available_blocks",
+    "available_shortcuts",
+    "build_resnet",
+    "format_cost_table",
+    "get_block",
+    "get_shortcut",
+    "load_plugins",
+    "model_cost",
+    "register_block",
+    "register_shortcut",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,35 @@
+"""Loading user modules that register blocks and shortcuts.
+
+Configs name modules to import (``model.plugins=[my_pkg.blocks]``); installed packages can
+instead expose them in the ``resnet_blocks.plugins`` entry-point group. Nothing else in a
+config can bring code in: the registry stays the allowlist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+
+from resnet_blocks.errors import SpecError
+
+ENTRY_POINT_GROUP = "resnet_blocks.plugins"
+
+
+def load_plugins(modules: Iterable[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP) -> list[str]:
+    """Import ``modules`` and every module in the entry-point group; return what was loaded."""
+    loaded = []
+    for i, module in enumerate(modules):
+        if not isinstance(module, str) or not module:
+            raise SpecError(f"plugins[{i}]", module, "an importable module name such as 'my_pkg.blocks'")
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            raise SpecError(
+                f"plugins[{i}]", module, f"an importable module (import failed: {err}); is it installed or on PYTHONPATH?"
+            ) from err
+        loaded.append(module)
+    for ep in entry_points(group=entry_point_group):
+        ep.load()
+        loaded.append(ep.value)
+    return loaded
