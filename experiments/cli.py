@@ -20,6 +20,10 @@ class UserError(Exception):
     """A problem with the user's input or environment, reported without a traceback."""
 
 
+class RunFailure(RuntimeError):
+    """A run that started but failed for a reason the user should read (e.g. divergence)."""
+
+
 def user_errors(fn):
     """Turn SpecError / RegistryError / UserError into one clear line and exit code 2."""
 
@@ -30,6 +34,9 @@ def user_errors(fn):
         except (SpecError, RegistryError, UserError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+        except RunFailure as err:
+            print(f"error: run failed: {err}", file=sys.stderr)
+            sys.exit(1)
 
     return wrapper
 

@@ -1,0 +1,164 @@
+"""``python -m experiments.run [overrides]``: train one configuration, tracked in MLflow.
+
+Everything is validated before any work starts (config types by Hydra's schema; values by
+the spec, data and trainer checks; the tracking store by a probe), so a bad override exits
+with one clear line and creates no MLflow run. The task returns the configured objective(s)
+for sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.cli import user_errors
+from experiments.config import model_spec
+from experiments.data import data_signature, load_data, validate_data_config
+from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
+from experiments.train import measure_latency_ms, train, validate_trainer_config
+from resnet_blocks import ResNetSpec, SpecError
+
+log = logging.getLogger("experiments.run")
+
+
+@dataclass
+class RunPlan:
+    """What a run will do, worked out (and validated) before anything is trained or logged."""
+
+    spec: ResNetSpec
+    objectives: list[str]
+
+
+def arch_label(model: DictConfig) -> str:
+    """A short architecture label: ``bottleneck d3-4-6-3 w64 s1222``."""
+    blocks = model.stage_blocks if model.get("stage_blocks") else [model.block]
+    depths = "-".join(str(d) for d in model.depths)
+    strides = "".join(str(s) for s in model.strides)
+    width = model.widths[0]
+    mult = f"x{model.width_multiplier:g}" if model.width_multiplier != 1 else ""
+    return f"{'+'.join(dict.fromkeys(blocks))} d{depths} w{width}{mult} s{strides}"
+
+
+def plan_run(cfg: DictConfig) -> RunPlan:
+    """Validate the whole config and resolve the architecture; raises SpecError."""
+    validate_data_config(cfg.data)
+    validate_trainer_config(cfg.trainer)
+    allowed = (*EPOCH_METRICS, *COST_OBJECTIVES)
+    if not cfg.objective:
+        raise SpecError("objective", list(cfg.objective), "at least one of " + ", ".join(allowed))
+    for i, name in enumerate(cfg.objective):
+        if name not in allowed:
+            raise SpecError(f"objective[{i}]", name, "one of " + ", ".join(allowed))
+    input_shape, num_classes = data_signature(cfg.data)
+    spec = model_spec(cfg.model, input_shape=input_shape, num_classes=num_classes)
+    if tuple(spec.input_shape) != tuple(input_shape):
+        raise SpecError(
+            "model.input_shape",
+            list(spec.input_shape),
+            f"null or the data's shape {list(input_shape)} (resize images with data.image_size=[h,w])",
+        )
+    if spec.num_classes != num_classes:
+        raise SpecError("model.num_classes", spec.num_classes, f"null or the data's class count ({num_classes})")
+    return RunPlan(spec=spec, objectives=list(cfg.objective))
+
+
+def _tracker(cfg: DictConfig):
+    from experiments.tracking import NullTracker, RunTracker, check_tracking_uri
+
+    if not cfg.tracking.enabled:
+        return NullTracker()
+    check_tracking_uri(cfg.tracking.tracking_uri)
+    return RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name)
+
+
+def run_task(
+    cfg: DictConfig,
+    *,
+    callbacks: tuple = (),
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    on_tracker=None,
+) -> float | tuple[float, ...]:
+    """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several)."""
+    plan = plan_run(cfg)
+    tracker = _tracker(cfg)
+    label = arch_label(cfg.model)
+    name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
+    all_tags = {"data.source": cfg.data.source, "model.arch": label, **dict(cfg.tracking.tags), **(tags or {})}
+    with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id) as tr:
+        if on_tracker is not None:
+            on_tracker(tr)
+        tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
+        data = load_data(cfg.data, batch_size=cfg.trainer.batch_size)
+        log.info(
+            "%s on %s: %d train / %d val%s images of %s, %d classes",
+            name, cfg.data.source, data.num_train, data.num_val,
+            f" / {data.num_test} test" if data.num_test else "",
+            "x".join(map(str, data.input_shape)), data.num_classes,
+        )  # fmt: skip
+        result = train(cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks))
+        finals = {
+            **{f"best/{k}": v for k, v in result.best.items()},
+            **result.test,
+            "model/trainable_params": result.cost.trainable_params,
+            "model/non_trainable_params": result.cost.non_trainable_params,
+            "model/macs": result.cost.macs,
+            "perf/train_images_per_s": result.images_per_s,
+            "perf/wall_time_s": result.wall_time_s,
+            "perf/train_time_s": result.train_time_s,
+            "perf/eval_time_s": result.eval_time_s,
+            "train/epochs_run": result.epochs_run,
+        }
+        values = []
+        for objective in plan.objectives:
+            if objective == "macs":
+                values.append(float(result.cost.macs))
+            elif objective == "params":
+                values.append(float(result.cost.trainable_params))
+            elif objective == "latency_ms":
+                finals["perf/latency_ms"] = measure_latency_ms(result.model, plan.spec.input_shape)
+                values.append(finals["perf/latency_ms"])
+            else:
+                values.append(result.best.get(objective, float("nan")))
+        tr.log_metrics(finals)
+        if cfg.tracking.log_summary:
+            lines: list[str] = []
+            result.model.summary(print_fn=lambda s, **_: lines.append(s))
+            tr.log_text("\n".join(lines), "model_summary.txt")
+            tr.log_dict(result.cost.to_dict(), "cost.json")
+        if cfg.tracking.log_model:
+            tr.log_keras_model(result.model, _example_batch(data))
+    summary = (
+        f"done: {name} | "
+        + " ".join(f"{k}={v:.4f}" for k, v in result.best.items() if k.startswith("val/"))
+        + "".join(f" {k}={v:.4f}" for k, v in result.test.items())
+        + f" | {result.cost.trainable_params:,} params, {result.cost.macs / 1e6:,.1f} M MACs"
+        + f" | {result.images_per_s:,.0f} img/s, {result.wall_time_s:.1f} s"
+        + (f" | mlflow run {tracker.run_id}" if tracker.run_id else "")
+    )
+    log.info(summary)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _example_batch(data):
+    for x, _ in data.val.take(1):
+        return x.numpy()[:2]
+    return None
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> Any:
+    return run_task(cfg)
+
+
+if __name__ == "__main__":
+    main()

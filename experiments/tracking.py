@@ -1,0 +1,224 @@
+"""Every MLflow call of the project lives here.
+
+A :class:`RunTracker` owns one MLflow run: it logs the resolved config, per-epoch metrics,
+final figures, the model and tags, and always ends the run in a truthful state: FINISHED on
+success, FAILED (with a ``failure_reason`` tag) on an error, KILLED on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from experiments.metrics import keras_logs_to_metrics
+
+log = logging.getLogger(__name__)
+
+# Runs started by a parent process must not attach to the parent's run by accident.
+_INHERITED_ENV = ("MLFLOW_RUN_ID",)
+_PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "scikit-learn", "resnet-blocks")
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"model": {"depths": [3, 3]}}`` -> ``{"model.depths": "[3, 3]"}`` (MLflow params)."""
+    out: dict[str, str] = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, (list, tuple, Mapping)) else str(value)
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for pkg in _PACKAGES:
+        try:
+            out[f"version.{pkg}"] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, if the code runs from a git work tree."""
+    try:
+        root = Path(__file__).resolve().parent.parent
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast (before any training) when the tracking store cannot be reached."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from experiments.cli import UserError
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        mlflow.tracking.MlflowClient(uri).search_experiments(max_results=1)
+    except (MlflowException, OSError, Exception) as err:  # noqa: BLE001 - report any failure clearly
+        raise UserError(f"tracking.tracking_uri: cannot reach MLflow tracking store {uri!r}: {err}") from None
+
+
+def get_or_create_experiment(name: str) -> str:
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            mlflow.tracking.MlflowClient().restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return mlflow.create_experiment(name)
+    except Exception:  # noqa: BLE001 - created concurrently by another worker
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+class RunTracker:
+    """One MLflow run. Use :meth:`open` as a context manager."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str):
+        self.tracking_uri = tracking_uri
+        self.experiment_name = experiment_name
+        self.run_id: str | None = None
+
+    @contextmanager
+    def open(
+        self,
+        *,
+        run_name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+        run_id: str | None = None,
+    ):
+        """Start (or resume, with ``run_id``) a run; end it FINISHED, FAILED or KILLED."""
+        import mlflow
+
+        for var in _INHERITED_ENV:
+            os.environ.pop(var, None)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        experiment_id = get_or_create_experiment(self.experiment_name)
+        all_tags = {**package_versions(), **(tags or {})}
+        commit = git_commit()
+        if commit:
+            all_tags["git_commit"] = commit
+        while mlflow.active_run() is not None:  # never nest under a leftover run
+            mlflow.end_run()
+        run = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else experiment_id,
+            run_name=None if run_id else run_name,
+            parent_run_id=parent_run_id,
+            tags=all_tags,
+        )
+        self.run_id = run.info.run_id
+        try:
+            yield self
+        except KeyboardInterrupt:
+            mlflow.set_tag("failure_reason", "interrupted (KeyboardInterrupt)")
+            mlflow.end_run(status="KILLED")
+            raise
+        except BaseException as err:
+            mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
+            mlflow.end_run(status="FAILED")
+            raise
+        else:
+            mlflow.end_run(status="FINISHED")
+
+    # -- logging helpers (only valid inside ``open``) -------------------------------------
+    def epoch_callback(self) -> keras.callbacks.Callback:
+        return MlflowEpochLogger(self)
+
+    def log_config(self, container: Mapping[str, Any], yaml_text: str) -> None:
+        import mlflow
+
+        params = flatten(container)
+        items = list(params.items())
+        for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+            mlflow.log_params(dict(items[i : i + 100]))
+        mlflow.log_text(yaml_text, "config.yaml")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        import mlflow
+
+        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        import mlflow
+
+        mlflow.log_text(text, artifact_file)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        import mlflow
+
+        mlflow.log_dict(dict(data), artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        mlflow.log_artifact(str(path), artifact_path)
+
+    def log_keras_model(self, model, example_input) -> None:
+        """Save ``model`` as ``model/model.keras`` plus its input/output signature."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        signature = infer_signature(example_input, model.predict(example_input, verbose=0))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            model.save(path)
+            mlflow.log_artifact(str(path), "model")
+            (Path(tmp) / "signature.json").write_text(json.dumps(signature.to_dict(), indent=2))
+            mlflow.log_artifact(str(Path(tmp) / "signature.json"), "model")
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Logs each epoch's metrics (``train/loss``, ``val/accuracy``, ``lr``) with step = epoch."""
+
+    def __init__(self, tracker):
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tracker.log_metrics(keras_logs_to_metrics(logs or {}, self.model), step=epoch + 1)
+
+
+class NullTracker:
+    """Stands in for :class:`RunTracker` when tracking is disabled (benchmarks)."""
+
+    run_id = None
+
+    @contextmanager
+    def open(self, **_: Any):
+        yield self
+
+    def epoch_callback(self):
+        return keras.callbacks.Callback()
+
+    def __getattr__(self, name):  # every log_* / set_* call is a no-op
+        return lambda *args, **kwargs: None

@@ -1,0 +1,219 @@
+"""Keras training of one configuration: optimizer, schedule, callbacks, fit, evaluate."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+
+from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
+
+from experiments.cli import RunFailure
+from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+class NonFiniteLossError(RunFailure):
+    """Training produced a NaN or infinite loss."""
+
+
+def validate_trainer_config(t) -> None:
+    """Reject bad trainer settings with the field, the value and what is allowed."""
+
+    def need(ok: bool, key: str, allowed: str) -> None:
+        if not ok:
+            raise SpecError(f"trainer.{key}", getattr(t, key), allowed)
+
+    need(t.epochs >= 1, "epochs", "an integer >= 1")
+    need(t.batch_size >= 1, "batch_size", "an integer >= 1")
+    need(t.optimizer in OPTIMIZERS, "optimizer", "one of " + ", ".join(OPTIMIZERS))
+    need(t.schedule in SCHEDULES, "schedule", "one of " + ", ".join(SCHEDULES))
+    need(math.isfinite(t.learning_rate) and t.learning_rate > 0, "learning_rate", "a number > 0")
+    need(0 <= t.momentum < 1, "momentum", "a number in [0, 1)")
+    need(t.weight_decay >= 0, "weight_decay", "a number >= 0")
+    need(0 <= t.label_smoothing < 1, "label_smoothing", "a number in [0, 1)")
+    need(0 <= t.warmup_epochs < t.epochs, "warmup_epochs", f"an integer in [0, epochs={t.epochs})")
+    need(all(0 < m < 1 for m in t.step_milestones), "step_milestones", "fractions of the epochs, each in (0, 1)")
+    need(0 < t.step_gamma <= 1, "step_gamma", "a number in (0, 1]")
+    need(t.mixed_precision in PRECISIONS, "mixed_precision", "one of " + ", ".join(PRECISIONS))
+    need(t.monitor in EPOCH_METRICS, "monitor", "one of " + ", ".join(EPOCH_METRICS))
+    need(t.early_stopping_patience is None or t.early_stopping_patience >= 1, "early_stopping_patience", "null or >= 1")
+    need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "steps_per_epoch", "null or an integer >= 1")
+    need(t.verbose in (0, 1, 2), "verbose", "0, 1 or 2")
+
+
+@dataclass
+class TrainResult:
+    history: dict[str, list[float]]
+    best: dict[str, float]
+    test: dict[str, float]
+    cost: ModelCost
+    images_per_s: float
+    wall_time_s: float
+    train_time_s: float
+    eval_time_s: float
+    epochs_run: int
+    model: Any = field(repr=False, default=None)
+
+
+def _schedule(t, steps_per_epoch: int):
+    from experiments.schedules import LinearWarmup
+
+    total = max(1, t.epochs * steps_per_epoch)
+    warmup = t.warmup_epochs * steps_per_epoch
+    lr = t.learning_rate
+    if t.schedule == "constant":
+        base: Any = lr
+    elif t.schedule == "cosine":
+        base = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total - warmup))
+    else:
+        bounds = sorted({max(1, int(m * total) - warmup) for m in t.step_milestones})
+        base = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [lr * t.step_gamma**i for i in range(len(bounds) + 1)])
+    return LinearWarmup(base, warmup_steps=warmup, target=lr) if warmup else base
+
+
+def make_optimizer(t, steps_per_epoch: int):
+    lr = _schedule(t, steps_per_epoch)
+    if t.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay or None)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
+    # No weight decay on batch-norm scales/offsets or biases (standard ResNet practice).
+    opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def _callbacks(t, extra: Sequence[Any]):
+    timing = EpochTiming()
+    cbs: list[Any] = [timing, FiniteLossGuard()]
+    if t.checkpoint_dir:
+        cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
+    if t.early_stopping_patience:
+        mode = "max" if t.monitor.endswith("accuracy") else "min"
+        cbs.append(keras.callbacks.EarlyStopping(monitor=keras_name(t.monitor), patience=t.early_stopping_patience, mode=mode))
+    return timing, cbs + list(extra)
+
+
+class EpochTiming(keras.callbacks.Callback):
+    """Seconds spent in training steps and in validation, per epoch (for throughput)."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_s: list[float] = []
+        self.eval_s: list[float] = []
+        self._t0 = self._v0 = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._v0 = 0.0
+
+    def on_test_begin(self, logs=None):
+        if self._t0 and not self._v0:  # validation inside fit, not a separate evaluate()
+            self._v0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        v0 = self._v0 or end
+        self.train_s.append(v0 - self._t0)
+        self.eval_s.append(end - v0)
+
+
+class FiniteLossGuard(keras.callbacks.Callback):
+    """Stops training with :class:`NonFiniteLossError` when an epoch's loss is NaN or inf.
+
+    Checked once per epoch: a per-batch check would force a device sync on every step.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise NonFiniteLossError(f"non-finite training loss ({float(loss)}) at epoch {epoch + 1}")
+
+
+def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it."""
+    import tensorflow as tf
+
+    t = cfg.trainer
+    started = time.perf_counter()
+    keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(t.mixed_precision)
+    try:
+        model = build_resnet(spec, name=str(cfg.model.name))
+        steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
+        if t.label_smoothing > 0:
+            loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
+            one_hot = lambda x, y: (x, tf.one_hot(y, spec.num_classes))  # noqa: E731
+            train_ds, val_ds = data.train.map(one_hot), data.val.map(one_hot)
+            test_ds = data.test.map(one_hot) if data.test is not None else None
+        else:
+            loss = keras.losses.SparseCategoricalCrossentropy()
+            train_ds, val_ds, test_ds = data.train, data.val, data.test
+        model.compile(optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile)
+        timing, cbs = _callbacks(t, callbacks)
+        if t.steps_per_epoch:
+            train_ds = train_ds.repeat()
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=t.epochs,
+            steps_per_epoch=t.steps_per_epoch,
+            callbacks=cbs,
+            verbose=t.verbose,
+            shuffle=False,  # the pipeline shuffles; Keras warns if asked to
+        )
+        hist: dict[str, list[float]] = {}
+        for i in range(len(history.epoch)):
+            for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
+                hist.setdefault(k, []).append(v)
+        test = {}
+        if test_ds is not None:
+            values = model.evaluate(test_ds, verbose=0, return_dict=True)
+            test = {f"test/{k}": float(v) for k, v in values.items()}
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    # Throughput from steady-state epochs: the first one includes tracing the graph.
+    images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train
+    steady = timing.train_s[1:] or timing.train_s
+    ips = images / (sum(steady) / len(steady)) if steady and sum(steady) > 0 else float("nan")
+    return TrainResult(
+        history=hist,
+        best={k: best(v, k) for k, v in hist.items()},
+        test=test,
+        cost=model_cost(model),
+        images_per_s=ips,
+        wall_time_s=time.perf_counter() - started,
+        train_time_s=sum(timing.train_s),
+        eval_time_s=sum(timing.eval_s),
+        epochs_run=len(history.epoch),
+        model=model,
+    )
+
+
+def measure_latency_ms(model, input_shape, *, repeats: int = 20) -> float:
+    """Median single-image inference latency on this machine, in milliseconds."""
+    import numpy as np
+    import tensorflow as tf
+
+    x = tf.constant(np.zeros((1, *input_shape), dtype="float32"))
+    fn = tf.function(lambda v: model(v, training=False))
+    fn(x)  # trace
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x).numpy()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
