@@ -23,7 +23,7 @@ from experiments.config import model_spec
 from experiments.data import data_signature, load_data, validate_data_config
 from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
 from experiments.train import measure_latency_ms, train, validate_trainer_config
-from resnet_blocks import ResNetSpec, SpecError
+from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
 log = logging.getLogger("experiments.run")
 
@@ -34,6 +34,7 @@ class RunPlan:
 
     spec: ResNetSpec
     objectives: list[str]
+    cost: ModelCost
 
 
 def arch_label(model: DictConfig) -> str:
@@ -66,7 +67,24 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         )
     if spec.num_classes != num_classes:
         raise SpecError("model.num_classes", spec.num_classes, f"null or the data's class count ({num_classes})")
-    return RunPlan(spec=spec, objectives=list(cfg.objective))
+    return RunPlan(spec=spec, objectives=list(cfg.objective), cost=dry_build(spec))
+
+
+def dry_build(spec: ResNetSpec) -> ModelCost:
+    """Build the model once without training: catches shape errors that only the blocks
+    themselves can detect (e.g. a zero-pad shortcut asked to reduce channels) and gives the
+    cost that budgets are checked against."""
+    import keras
+
+    try:
+        model = build_resnet(spec)
+    except SpecError as err:
+        field = err.field if err.field.startswith("model.") else f"model.{err.field}"
+        raise SpecError(field, err.value, err.allowed) from None
+    cost = model_cost(model)
+    del model
+    keras.backend.clear_session(free_memory=True)
+    return cost
 
 
 def _tracker(cfg: DictConfig):

@@ -124,10 +124,12 @@ class BuildContext:
         entry = get_shortcut(self.shortcut_name)
         return entry.fn(x, filters=filters, stride=stride, name=name, ctx=self, norm=norm)
 
-    def shape_change_error(self, x, filters: int, stride: int) -> SpecError:
+    def shape_change_error(self, x, filters: int, stride: int, *, cannot: str = "change shape") -> SpecError:
+        """The error a shortcut raises for a shape change it cannot make."""
         return SpecError(
             "shortcut",
             self.shortcut_name,
-            f"a shape-changing shortcut (projection, zero_pad, avg_down, ...) because a block "
-            f"changes {self.channels(x)} channels to {filters} with stride {stride}",
+            f"a shortcut that can {cannot.replace('cannot ', '')}: '{self.shortcut_name}' cannot {cannot}, but a "
+            f"block goes from {self.channels(x)} to {filters} channels with stride {stride} "
+            "(projection and avg_down handle any change)",
         )

@@ -29,7 +29,7 @@ def zero_pad(x, *, filters: int, stride: int, name: str, ctx: BuildContext, norm
     """Option A: strided subsampling plus zero channels; no parameters."""
     extra = filters - ctx.channels(x)
     if extra < 0:
-        raise ctx.shape_change_error(x, filters, stride)
+        raise ctx.shape_change_error(x, filters, stride, cannot="reduce channels")
     return SubsampleChannelPad(stride, extra, ctx.data_format, name=f"{name}_pad")(x)
 
 

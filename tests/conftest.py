@@ -1,0 +1,94 @@
+"""Shared fixtures. Kept light: nothing here builds a model at import time."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import experiments  # noqa: E402,F401  (mutes TensorFlow's import chatter; must precede tensorflow)
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+from resnet_blocks.blocks import residual_unit  # noqa: E402
+from resnet_blocks.registry import BLOCKS  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO_ROOT / "conf"
+TEMP_BLOCK = "tmp_test_block"
+
+
+def subprocess_env() -> dict[str, str]:
+    """Environment for child Pythons: repo root importable (for ``examples``), TF quiet."""
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    return env
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """Run ``python <args>`` in a fresh interpreter from the repo root; returns CompletedProcess."""
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=REPO_ROOT,
+            env=subprocess_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def examples_importable(monkeypatch):
+    """Make the repo's ``examples`` package importable however pytest was started."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+
+
+@pytest.fixture
+def temp_block():
+    """Register a throw-away pre-activation block for one test, then remove it."""
+
+    @BLOCKS.register(TEMP_BLOCK, preactivation=True)
+    def _tmp(x, *, width, stride, name, ctx, kernel: int = 3):
+        """A temporary single-conv block."""
+        return residual_unit(x, [(kernel, width, stride)], preactivation=True, name=name, ctx=ctx)
+
+    yield TEMP_BLOCK
+    BLOCKS.unregister(TEMP_BLOCK)
+
+
+@pytest.fixture(scope="session")
+def describe_overrides():
+    """``experiments.describe.describe`` on composed overrides, cached for the session.
+
+    Big presets are built once and shared by the cost and describe tests.
+    """
+    from hydra import compose, initialize_config_dir
+
+    from experiments.describe import describe
+
+    cache: dict[tuple[str, ...], dict] = {}
+
+    def run(*overrides: str) -> dict:
+        key = tuple(overrides)
+        if key not in cache:
+            with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+                cfg = compose("describe", overrides=list(overrides))
+            cache[key] = describe(cfg)
+            keras.backend.clear_session()
+        return cache[key]
+
+    return run

@@ -1,0 +1,203 @@
+"""experiments.run: real Hydra composition, real Keras training, real MLflow store."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiments.cli import RunFailure
+from experiments.run import plan_run, run_task
+from resnet_blocks import SpecError
+from tests.experiments.conftest import REPO, runs_of
+
+
+def test_digits_run_records_everything(make_cfg, mlflow_client):
+    cfg = make_cfg("tracking.run_name=digits-test")
+    value = run_task(cfg)
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "digits-test"
+    # The returned objective is the best val/accuracy over epochs.
+    history = mlflow_client.get_metric_history(run.info.run_id, "val/accuracy")
+    assert [m.step for m in history] == [1, 2]
+    assert value == pytest.approx(max(m.value for m in history))
+    for name in ("train/loss", "train/accuracy", "val/loss", "lr"):
+        assert len(mlflow_client.get_metric_history(run.info.run_id, name)) == 2, name
+    metrics = run.data.metrics
+    assert metrics["model/trainable_params"] > 0 and metrics["model/macs"] > 0
+    assert metrics["perf/train_images_per_s"] > 0 and metrics["perf/wall_time_s"] > 0
+    params = run.data.params
+    assert params["model.depths"] == "[1, 1, 1]" and params["trainer.epochs"] == "2"
+    assert params["data.source"] == "digits"
+    tags = run.data.tags
+    assert tags["data.source"] == "digits" and "version.tensorflow" in tags and "version.keras" in tags
+    artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "model_summary.txt", "cost.json", "model"} <= artifacts
+    model_files = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "model")}
+    assert model_files == {"model/model.keras", "model/signature.json"}
+    # The logged model loads (safe mode) and predicts 10 class probabilities.
+    path = mlflow_client.download_artifacts(run.info.run_id, "model/model.keras")
+    model = keras.saving.load_model(path, safe_mode=True)
+    probs = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_label_smoothing_warmup_step_adamw(make_cfg, mlflow_client):
+    cfg = make_cfg(
+        "trainer.optimizer=adamw",
+        "trainer.learning_rate=0.003",
+        "trainer.schedule=step",
+        "trainer.warmup_epochs=1",
+        "trainer.label_smoothing=0.1",
+        "trainer.early_stopping_patience=5",
+        "tracking.log_model=false",
+    )
+    assert 0 < run_task(cfg) <= 1
+    (run,) = runs_of(mlflow_client)
+    lrs = [m.value for m in mlflow_client.get_metric_history(run.info.run_id, "lr")]
+    assert lrs[0] > 0 and len(lrs) == 2
+
+
+def _write_jpegs(root, classes=("cat", "dog", "owl"), per_class=10, size=(10, 12)):
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            base = np.full((*size, 3), 60 * c, dtype=np.uint8)
+            img = np.clip(base + rng.integers(0, 40, size=base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / name / f"{i:03d}.jpg")
+
+
+def test_image_folder_directory_and_archive(make_cfg, mlflow_client, tmp_path):
+    folder = tmp_path / "imgs" / "train"
+    _write_jpegs(folder)
+    cfg = make_cfg("data=image_folder", f"data.path={folder}", "data.image_size=[16,16]", "tracking.log_model=false")
+    assert 0 <= run_task(cfg) <= 1
+    archive = tmp_path / "imgs.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname="train")
+    cache = tmp_path / "cache"
+    cfg = make_cfg(
+        "data=image_folder", f"data.path={archive}", f"data.cache_dir={cache}", "data.image_size=[16,16]",
+        "tracking.log_model=false",
+    )  # fmt: skip
+    run_task(cfg)
+    extracted = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(extracted) == 1 and (extracted[0] / ".complete").exists()
+    run_task(cfg)  # second time: reuses the extraction
+    assert [p for p in cache.iterdir() if not p.name.startswith(".")] == extracted
+    runs = runs_of(mlflow_client)
+    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.params["data.source"] for r in runs} == {"image_folder"}
+
+
+def test_cifar10_through_keras_cache(make_cfg, mlflow_client, tmp_path, monkeypatch):
+    # Small files in the Keras loader's cache layout (python-pickle batches).
+    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
+    cache = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    cache.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, n in [*((f"data_batch_{i}", 40) for i in range(1, 6)), ("test_batch", 50)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        with open(cache / name, "wb") as f:
+            pickle.dump(batch, f)
+    cfg = make_cfg("data=cifar10", "tracking.log_model=false")
+    run_task(cfg)
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FINISHED"
+    assert "test/accuracy" in run.data.metrics and "test/loss" in run.data.metrics
+    assert run.data.tags["data.source"] == "cifar10"
+
+
+def test_synthetic_source(make_cfg):
+    cfg = make_cfg("data=synthetic", "data.image_size=[16,16]", "data.num_classes=4", "data.num_samples=64")
+    assert 0 <= run_task(cfg) <= 1
+
+
+def test_validation_split_is_deterministic(make_cfg):
+    from experiments.data import load_data
+
+    cfg = make_cfg()
+    a = np.concatenate([y.numpy() for _, y in load_data(cfg.data, batch_size=64).val])
+    b = np.concatenate([y.numpy() for _, y in load_data(cfg.data, batch_size=64).val])
+    c = np.concatenate([y.numpy() for _, y in load_data(make_cfg("data.seed=5").data, batch_size=64).val])
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client):
+    cfg = make_cfg("model.plugins=[tests.plugins.faulty]", "model.block=nan_regular", "tracking.log_model=false")
+    with pytest.raises(RunFailure, match="non-finite"):
+        run_task(cfg)
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FAILED"
+    assert "non-finite" in run.data.tags["failure_reason"]
+
+
+def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_task(make_cfg(), callbacks=(Interrupt(),))
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "KILLED"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.source=mnist"], "data.source: received 'mnist'; allowed: one of digits, cifar10"),
+        (["trainer.epochs=-1"], "trainer.epochs: received -1"),
+        (["trainer.optimizer=rmsprop"], "trainer.optimizer: received 'rmsprop'; allowed: one of sgd, adamw"),
+        (["data=image_folder", "data.path=/no/such/folder"], "data.path: received '/no/such/folder'"),
+        (["model.strides=[1,2,3]"], "model.strides[2]: received 3; allowed: 1 or 2"),
+        (["objective=[val/acc]"], "objective[0]: received 'val/acc'"),
+        (["model.input_shape=[32,32,3]"], "model.input_shape: received [32, 32, 3]"),
+    ],
+)
+def test_bad_config_is_rejected_before_work(make_cfg, overrides, message):
+    with pytest.raises(SpecError) as err:
+        plan_run(make_cfg(*overrides))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.source=mnist"],
+        ["trainer.epochs=-1"],
+        ["data=image_folder", "data.path=/no/such/folder"],
+        ["trainer.optimizer=rmsprop"],
+        ["trainer.epoch=3"],  # misspelt key: Hydra's schema rejects it
+    ],
+)
+def test_bad_override_exits_cleanly_without_a_run(tmp_path, overrides):
+    db = tmp_path / "mlflow.db"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={tmp_path}/out"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    key = overrides[-1].split("=")[0]
+    assert key in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not db.exists(), "no MLflow store (so no run) may be created for a rejected config"
+
+
+def test_default_run_is_valid_and_meets_accuracy(make_cfg, mlflow_client):
+    """The default configuration, unshrunk: the README's promise of >= 97% on digits."""
+    cfg = make_cfg("tracking.log_model=false", fast=False)
+    assert run_task(cfg) >= 0.97
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FINISHED" and math.isfinite(run.data.metrics["best/val/accuracy"])

@@ -1,0 +1,1 @@
+"""Blocks registered only by tests (loaded through ``model.plugins=[tests.plugins.faulty]``)."""
