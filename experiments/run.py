@@ -104,6 +104,7 @@ def run_task(
     run_name: str | None = None,
     tags: dict[str, str] | None = None,
     on_tracker=None,
+    ended_ok: tuple[type[BaseException], ...] = (),
 ) -> float | tuple[float, ...]:
     """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several)."""
     plan = plan_run(cfg)
@@ -111,7 +112,7 @@ def run_task(
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
     all_tags = {"data.source": cfg.data.source, "model.arch": label, **dict(cfg.tracking.tags), **(tags or {})}
-    with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id) as tr:
+    with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id, ended_ok=ended_ok) as tr:
         if on_tracker is not None:
             on_tracker(tr)
         tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
@@ -172,10 +173,18 @@ def _example_batch(data):
     return None
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 @user_errors
-def main(cfg: DictConfig) -> Any:
+def _single_run(cfg: DictConfig) -> Any:
     return run_task(cfg)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> Any:
+    if cfg.trial.number is not None:  # a job launched by the sweeper: errors go back to it
+        from experiments.sweep.job import run_trial
+
+        return run_trial(cfg)
+    return _single_run(cfg)
 
 
 if __name__ == "__main__":

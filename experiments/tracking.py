@@ -110,8 +110,13 @@ class RunTracker:
         tags: Mapping[str, str] | None = None,
         parent_run_id: str | None = None,
         run_id: str | None = None,
+        ended_ok: tuple[type[BaseException], ...] = (),
     ):
-        """Start (or resume, with ``run_id``) a run; end it FINISHED, FAILED or KILLED."""
+        """Start (or resume, with ``run_id``) a run; end it FINISHED, FAILED or KILLED.
+
+        Exceptions of the ``ended_ok`` types (e.g. a pruned trial) end the run FINISHED with
+        a ``stopped_early`` tag, and are re-raised.
+        """
         import mlflow
 
         for var in _INHERITED_ENV:
@@ -134,6 +139,10 @@ class RunTracker:
         self.run_id = run.info.run_id
         try:
             yield self
+        except ended_ok as err:
+            mlflow.set_tag("stopped_early", str(err) or type(err).__name__)
+            mlflow.end_run(status="FINISHED")
+            raise
         except KeyboardInterrupt:
             mlflow.set_tag("failure_reason", "interrupted (KeyboardInterrupt)")
             mlflow.end_run(status="KILLED")
@@ -222,3 +231,89 @@ class NullTracker:
 
     def __getattr__(self, name):  # every log_* / set_* call is a no-op
         return lambda *args, **kwargs: None
+
+
+class StudyRuns:
+    """Client-side MLflow operations of a sweep: the parent run and trial-run bookkeeping.
+
+    The sweeper never uses MLflow's fluent (active-run) API, so the jobs it launches in the
+    same process can start their own runs freely.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_name: str):
+        from mlflow.tracking import MlflowClient
+
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        self.experiment_id = get_or_create_experiment(experiment_name)
+
+    def parent_run(self, study_name: str, known_run_id: str | None) -> str:
+        """The study's parent run: the one recorded in the study, or a new one."""
+        if known_run_id:
+            try:
+                run = self.client.get_run(known_run_id)
+                if run.info.lifecycle_stage == "active":
+                    self.client.update_run(known_run_id, status="RUNNING")
+                    return known_run_id
+            except Exception:  # noqa: BLE001 - deleted or from another store: make a new one
+                log.warning("parent run %s not found; creating a new one", known_run_id)
+        tags = {"sweep.study": study_name, "sweep.role": "parent", **package_versions()}
+        commit = git_commit()
+        if commit:
+            tags["git_commit"] = commit
+        run = self.client.create_run(self.experiment_id, run_name=study_name, tags=tags)
+        return run.info.run_id
+
+    def end(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.client.set_tag(run_id, "failure_reason", reason[:5000])
+        self.client.set_terminated(run_id, status=status)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v))
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int | None = None) -> None:
+        self.client.log_metric(run_id, key, float(value), step=step or 0)
+
+    def log_artifacts(self, run_id: str, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(local_dir), artifact_path)
+
+    def record_trial_without_training(
+        self, parent_run_id: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]
+    ) -> str:
+        """A child run for a trial rejected before training (over budget or invalid)."""
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}},
+        )
+        self.log_params(run.info.run_id, params)
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        return run.info.run_id
+
+    def trial_runs(self, parent_run_id: str) -> list:
+        """All child runs of ``parent_run_id``."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
+        )
+
+    def kill_stale_runs(self, parent_run_id: str, live_trials: set[int]) -> list[str]:
+        """Mark RUNNING child runs KILLED unless their trial is still live; return their ids."""
+        killed = []
+        for run in self.trial_runs(parent_run_id):
+            trial = run.data.tags.get("sweep.trial")
+            if run.info.status == "RUNNING" and (trial is None or int(trial) not in live_trials):
+                self.client.set_tag(run.info.run_id, "failure_reason", "worker died (stale trial)")
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+                killed.append(run.info.run_id)
+        return killed

@@ -1,0 +1,67 @@
+"""The sweeper's typed config (``hydra.sweeper``), registered as ``hydra/sweeper=resnet_blocks``.
+
+Keys follow Hydra's Optuna sweeper (sampler, direction, study_name, storage, n_trials,
+n_jobs, params, custom_search_space) plus what it lacks: pruner, constraints, resume,
+failure limit, dry run, heartbeats and retries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+SWEEPER_TARGET = "hydra_plugins.resnet_blocks_sweeper.ResnetBlocksSweeper"
+
+
+@dataclass
+class SamplerConf:
+    name: str = "tpe"  # tpe | random | gp | qmc | grid | nsga2
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # extra sampler keyword arguments
+
+
+@dataclass
+class PrunerConf:
+    name: str = "median"  # median | successive_halving | hyperband | none
+    options: dict[str, Any] = field(default_factory=dict)  # e.g. {n_warmup_steps: 1}
+
+
+@dataclass
+class ConstraintsConf:
+    max_params: int | None = None  # trainable parameters
+    max_macs: int | None = None  # multiply-accumulates at batch 1
+
+
+@dataclass
+class SearchSpaceHookConf:
+    name: str | None = None  # a hook registered with experiments.sweep.space.register_search_space
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SweeperConf:
+    _target_: str = SWEEPER_TARGET
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    direction: Any = "maximize"  # one direction, or a list for several objectives
+    study_name: str = "resnet-blocks"
+    storage: str | None = "sqlite:///optuna.db"  # postgresql://... for several workers
+    n_trials: int = 20  # total to reach: rerunning resumes and stops at this total
+    n_jobs: int = 1  # trials launched together through the Hydra launcher
+    timeout: float | None = None  # seconds for this invocation
+    params: dict[str, Any] = field(default_factory=dict)
+    custom_search_space: SearchSpaceHookConf = field(default_factory=SearchSpaceHookConf)
+    constraints: ConstraintsConf = field(default_factory=ConstraintsConf)
+    max_failure_rate: float = 0.5  # abort when more than this share of trials fail...
+    min_trials_for_failure_rate: int = 4  # ...once at least this many have finished
+    dry_run: int = 0  # > 0: sample this many architectures, print them, train nothing
+    heartbeat_interval: int | None = None  # seconds; RDB storages: detect dead workers
+    grace_period: int | None = None  # seconds without heartbeat before a trial is stale
+    max_retry: int = 1  # retries of a trial whose worker died (same parameters)
+    allow_sqlite_parallel: bool = False  # SQLite with several workers is unsafe
+
+
+def register_sweeper_config() -> None:
+    ConfigStore.instance().store(group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks")

@@ -1,0 +1,105 @@
+"""What a person watching a sweep sees: one line per trial event, a plan table, a summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
+from rich.table import Table
+
+_STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return str(v)
+
+
+class Progress:
+    """Trials done out of the total, the best so far and the current trial."""
+
+    def __init__(self, n_trials: int, objectives: list[str], directions: list[str]):
+        self.n_trials, self.objectives, self.directions = n_trials, objectives, directions
+        self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+        self.done = 0
+
+    def start(self, study_name: str, done: int, storage: str) -> None:
+        self.done = done
+        resumed = f", resuming with {done} done" if done else ""
+        self.console.rule(f"[bold]sweep {study_name}[/]: {self.n_trials} trials{resumed} ({storage})")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]{text}[/]")
+
+    def running(self, number: int, arch: str, values: dict[str, Any]) -> None:
+        params = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in values.items())
+        self.console.rule(f"[bold]t{number:02d}[/] [{self.done}/{self.n_trials} done] running {arch}  [dim]{params}[/]", align="left")
+
+    def rejected(self, number: int, arch: str | None, reason: str) -> None:
+        self.done += 1
+        self.console.print(f"[yellow]t{number:02d} rejected before training[/] ({arch or 'invalid'}): {reason}  [{self.done}/{self.n_trials}]")
+
+    def finished(self, trial: FrozenTrial, study) -> None:
+        self.done += 1
+        state = trial.state.name
+        text = f"[{_STYLE.get(state, 'white')}]t{trial.number:02d} {state}[/]"
+        if trial.state == TrialState.COMPLETE:
+            text += " " + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, trial.values))
+        elif trial.state == TrialState.PRUNED:
+            text += f" ({trial.user_attrs.get('pruned_reason', 'pruned')})"
+        else:
+            text += f" ({trial.user_attrs.get('fail_reason', '')})"
+        text += f"  [{self.done}/{self.n_trials}]"
+        best = _best_text(study, self.objectives)
+        if best:
+            text += f"  best: {best}"
+        self.console.print(text)
+
+    def summary(self, summary: dict) -> None:
+        table = Table(title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
+        for col in ("trial", "state", *self.objectives, "architecture", "params", "MACs"):
+            table.add_column(col, justify="right" if col in ("trial", "params", "MACs") else "left")
+        best_numbers = {b["number"] for b in summary["best"]}
+        for row in summary["trials"]:
+            values = row["values"] or [None] * len(self.objectives)
+            table.add_row(
+                f"{'*' if row['number'] in best_numbers else ''}t{row['number']:02d}",
+                row["state"] + (" (rejected)" if row.get("rejected") else ""),
+                *(("-" if v is None else f"{v:.4g}") for v in values),
+                row.get("arch") or "-",
+                f"{row['params']:,}" if row.get("params") else "-",
+                f"{row['macs']:,}" if row.get("macs") else "-",
+            )
+        self.console.print(table)
+        for b in summary["best"]:
+            self.console.print(f"[bold]best t{b['number']:02d}[/] " + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, b["values"])))
+            self.console.print(f"  retrain: {b['command']}")
+
+
+def _best_text(study, objectives: list[str]) -> str:
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if not complete:
+        return ""
+    if len(study.directions) == 1:
+        b = study.best_trial
+        return f"{objectives[0]}={b.value:.4g} (t{b.number:02d})"
+    return f"{len(study.best_trials)} on the Pareto front"
+
+
+def print_plan(rows) -> None:
+    """The dry-run table: each sampled architecture with resolutions, params and MACs."""
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    table = Table(title=f"dry run: {len(rows)} sampled architectures (nothing trained)")
+    for col in ("#", "architecture", "resolutions", "params", "MACs", "verdict"):
+        table.add_column(col)
+    for number, arch, sizes, cost, verdict, overrides in rows:
+        res = " -> ".join(f"{h}x{w}" for h, w in sizes) if sizes else "-"
+        table.add_row(str(number), arch, res, f"{cost.trainable_params:,}" if cost else "-", f"{cost.macs:,}" if cost else "-", verdict)
+    console.print(table)
+    for number, *_, overrides in rows:
+        console.print(f"[dim]{number}: {' '.join(overrides)}[/]")

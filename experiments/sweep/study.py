@@ -1,0 +1,93 @@
+"""Samplers, pruners, storages and studies: the Optuna objects a sweep is made of."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from resnet_blocks import SpecError
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("tpe", "random", "gp", "qmc", "grid", "nsga2")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+CONSTRAINT_KEY = "budget"  # Optuna 5 trial.set_constraint: <= 0 feasible, > 0 relative excess
+REJECTED_ATTR = "rejected"
+FAIL_REASON_ATTR = "fail_reason"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+MLFLOW_RUN_ATTR = "mlflow_run_id"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
+    name, seed, options = conf.name, conf.seed, dict(conf.options or {})
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, **options)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed, **options)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, **options)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, **options)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, **options)
+    if name == "grid":
+        if not search_space:
+            raise SpecError("hydra.sweeper.sampler.name", name, "a search space of choice(...)/range(...) params for grid")
+        return optuna.samplers.GridSampler(search_space, seed=seed, **options)
+    raise SpecError("hydra.sweeper.sampler.name", name, "one of " + ", ".join(SAMPLERS))
+
+
+def make_pruner(conf):
+    name, options = conf.name, dict(conf.options or {})
+    if name == "median":
+        return optuna.pruners.MedianPruner(**options)
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(**options)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(**options)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise SpecError("hydra.sweeper.pruner.name", name, "one of " + ", ".join(PRUNERS))
+
+
+def is_sqlite(url: str | None) -> bool:
+    return bool(url) and url.startswith("sqlite")
+
+
+def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1):
+    """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
+    kwargs: dict[str, Any] = {}
+    if heartbeat_interval:
+        kwargs.update(
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period or 4 * heartbeat_interval,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
+        )
+    engine_kwargs = {"connect_args": {"timeout": 60}} if is_sqlite(url) else {"pool_pre_ping": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+
+def load_study(name: str, storage) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried."""
+    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    retried.discard(None)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return [t for t in trials if t.state in finished and not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def in_flight(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    return [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -1,0 +1,430 @@
+"""The sweep loop: ask Optuna for trials, launch them as Hydra jobs, tell Optuna the results.
+
+Each invocation works towards ``n_trials`` finished trials in total, so rerunning the same
+command resumes the study. Several invocations (workers) may share one study on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from experiments.cli import RunFailure, UserError
+from experiments.metrics import EPOCH_METRICS, direction
+from experiments.sweep import study as st
+from experiments.sweep.config import SweeperConf
+from experiments.sweep.progress import Progress
+from experiments.sweep.space import Param, format_override, parse_param, parse_space, sample
+from resnet_blocks import SpecError
+
+log = logging.getLogger("experiments.sweep")
+
+OVERRIDES_ATTR = "overrides"
+ARCH_ATTR = "arch"
+
+
+class SweepAborted(RunFailure):
+    """Too many trials failed: the sweep stops with the reason."""
+
+
+@dataclass
+class Pending:
+    """A trial asked from the study and about to be launched."""
+
+    trial: optuna.Trial
+    values: dict[str, Any]
+    overrides: list[str]
+    arch: str
+    retry_of: int | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class SweeperImpl:
+    def __init__(self, config: dict[str, Any]):
+        base = OmegaConf.structured(SweeperConf)
+        self.conf = OmegaConf.merge(base, {k: v for k, v in config.items() if k != "_target_"})
+        self.launcher = None
+        self.hydra_context = None
+        self.config: DictConfig | None = None
+        self.job_idx = 0
+        self._live: set[int] = set()  # trials launched by this process right now
+        self._progress: Progress | None = None
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.hydra_context = hydra_context
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    # -- validation, before any trial ---------------------------------------------------
+    def _split_arguments(self, arguments: list[str]) -> tuple[list[Param], list[str]]:
+        """Command-line sweeps (``key=choice(...)``) join the space; the rest is fixed."""
+        params = parse_space(OmegaConf.to_container(self.conf.params, resolve=True))
+        fixed: list[str] = []
+        for override in OverridesParser.create().parse_overrides(arguments):
+            if override.is_sweep_override():
+                params.append(parse_param(override.get_key_element(), _rhs(override.input_line)))
+            else:
+                fixed.append(override.input_line)
+        return params, fixed
+
+    def _validate(self, params: list[Param], fixed: list[str]):
+        c = self.conf
+        directions = list(c.direction) if OmegaConf.is_list(c.direction) else [c.direction]
+        for i, d in enumerate(directions):
+            if d not in ("maximize", "minimize"):
+                raise SpecError(f"hydra.sweeper.direction[{i}]", d, "'maximize' or 'minimize'")
+        base = self._compose(fixed)
+        objectives = list(base.objective)
+        if len(objectives) != len(directions):
+            raise SpecError(
+                "hydra.sweeper.direction", directions, f"{len(objectives)} direction(s), one per objective {objectives}"
+            )
+        for obj, d in zip(objectives, directions):
+            if direction(obj) != d:
+                log.warning("objective %s is usually %sd, but the sweep will %s it", obj, direction(obj), d)
+        if len(directions) > 1 and c.pruner.name != "none":
+            raise SpecError("hydra.sweeper.pruner.name", c.pruner.name, "'none' for multi-objective studies (Optuna cannot prune them)")
+        if c.n_trials < 1:
+            raise SpecError("hydra.sweeper.n_trials", c.n_trials, "an integer >= 1 (the total to reach)")
+        if c.n_jobs < 1:
+            raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, "an integer >= 1")
+        if not 0 < c.max_failure_rate <= 1:
+            raise SpecError("hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in (0, 1]")
+        if not c.storage:
+            raise SpecError("hydra.sweeper.storage", c.storage, "a database URL such as sqlite:///optuna.db (jobs reach their trial through it)")
+        parallel = c.n_jobs > 1 or "BasicLauncher" not in str(self.config.hydra.launcher.get("_target_", ""))
+        if st.is_sqlite(c.storage) and parallel and not c.allow_sqlite_parallel:
+            raise SpecError(
+                "hydra.sweeper.storage",
+                c.storage,
+                "a PostgreSQL URL when several jobs run at once: SQLite locks under concurrent writers "
+                "and can hand a queued trial out twice (set allow_sqlite_parallel=true to accept the risk)",
+            )
+        monitor = objectives[0] if objectives[0] in EPOCH_METRICS else base.trainer.monitor
+        from experiments.data import validate_data_config
+        from experiments.train import validate_trainer_config
+
+        validate_data_config(base.data)
+        validate_trainer_config(base.trainer)
+        for i, obj in enumerate(objectives):
+            if obj not in (*EPOCH_METRICS, "macs", "params", "latency_ms"):
+                raise SpecError(f"objective[{i}]", obj, "one of " + ", ".join((*EPOCH_METRICS, "macs", "params", "latency_ms")))
+        st.make_sampler(c.sampler, _grid_space(params))
+        st.make_pruner(c.pruner)
+        if c.custom_search_space.name:
+            from experiments.sweep.space import get_search_space
+
+            get_search_space(c.custom_search_space.name)
+        return directions, objectives, monitor, base
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        """The job config for ``overrides``, exactly as the launcher will compose it."""
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    # -- the loop -------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> Any:
+        from experiments.config import model_spec  # noqa: F401 - registers resolvers
+        from experiments.run import arch_label, plan_run
+        from experiments.tracking import StudyRuns, check_tracking_uri
+
+        c = self.conf
+        params, fixed = self._split_arguments(arguments)
+        self._load_plugins(fixed)
+        directions, objectives, monitor, base = self._validate(params, fixed)
+        hook = (c.custom_search_space.name, c.custom_search_space.args) if c.custom_search_space.name else None
+        if c.dry_run:
+            return self._dry_run(params, fixed, hook, c.dry_run)
+
+        tracking = base.tracking
+        if tracking.enabled:
+            check_tracking_uri(tracking.tracking_uri)
+        storage = self._storage()
+        study = optuna.create_study(
+            study_name=c.study_name,
+            storage=storage,
+            sampler=st.make_sampler(c.sampler, _grid_space(params)),
+            pruner=st.make_pruner(c.pruner),
+            directions=directions,
+            load_if_exists=True,
+        )
+        if [d.name.lower() for d in study.directions] != directions:
+            raise SpecError(
+                "hydra.sweeper.direction", directions,
+                f"{[d.name.lower() for d in study.directions]}, the directions study {c.study_name!r} was created with",
+            )  # fmt: skip
+        study.set_user_attr("objectives", objectives)
+        runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name) if tracking.enabled else None
+        parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR)) if runs else None
+        if parent:
+            study.set_user_attr(st.PARENT_RUN_ATTR, parent)
+            runs.set_tags(parent, {"sweep.objectives": ",".join(objectives), "sweep.directions": ",".join(directions),
+                                   "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials})  # fmt: skip
+        self._reconcile(study, runs, parent)
+
+        progress = self._progress = Progress(c.n_trials, objectives, directions)
+        progress.start(c.study_name, len(st.counted(study.get_trials(deepcopy=False))), c.storage)
+        started = time.monotonic()
+        status, reason = "FINISHED", None
+        try:
+            while True:
+                trials = study.get_trials(deepcopy=False)
+                done = st.counted(trials)
+                running = [t for t in trials if t.state == TrialState.RUNNING]
+                if len(done) >= c.n_trials:
+                    break
+                if c.timeout and time.monotonic() - started > c.timeout:
+                    progress.note(f"timeout of {c.timeout:g} s reached")
+                    break
+                self._check_failure_rate(done)
+                room = c.n_trials - len(done) - len(running)
+                if room <= 0:  # other workers are finishing the last trials
+                    time.sleep(2)
+                    self._reconcile(study, runs, parent)
+                    continue
+                batch: list[Pending] = []
+                for _ in range(min(c.n_jobs, room)):
+                    pending = self._ask(study, params, fixed, hook, monitor, parent, arch_label, plan_run, runs)
+                    if pending is not None:
+                        batch.append(pending)
+                if batch:
+                    self._launch(study, batch, runs, progress)
+        except KeyboardInterrupt:
+            status, reason = "KILLED", "interrupted (KeyboardInterrupt)"
+            raise
+        except SweepAborted as err:
+            status, reason = "FAILED", str(err)
+            raise
+        except BaseException as err:
+            status, reason = "FAILED", f"{type(err).__name__}: {err}"
+            raise
+        finally:
+            self._finish(study, runs, parent, objectives, progress, status, reason)
+        return None
+
+    def _load_plugins(self, fixed: list[str]) -> None:
+        """Import model.plugins so plugin blocks and search-space hooks are registered."""
+        from resnet_blocks import load_plugins
+
+        load_plugins(self._compose(fixed).model.plugins)
+
+    def _storage(self):
+        c = self.conf
+        try:
+            storage = st.make_storage(c.storage, heartbeat_interval=c.heartbeat_interval, grace_period=c.grace_period, max_retry=c.max_retry)
+        except Exception as err:  # noqa: BLE001 - unreachable server, bad URL, missing driver
+            raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
+        return storage
+
+    def _reconcile(self, study, runs, parent) -> None:
+        """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
+        c = self.conf
+        if c.heartbeat_interval:
+            optuna.storages.fail_stale_trials(study)
+        elif st.is_sqlite(c.storage) and not c.allow_sqlite_parallel:
+            # One worker only: any RUNNING trial is left over from a process that died.
+            retry = RetryFailedTrialCallback(max_retry=c.max_retry)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number in self._live:
+                    continue
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
+                study._storage.set_trial_user_attr(t._trial_id, st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)")  # noqa: SLF001
+                retry(study, study._storage.get_trial(t._trial_id))  # noqa: SLF001
+        if runs and parent:
+            live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+            runs.kill_stale_runs(parent, live)
+
+    def _check_failure_rate(self, done) -> None:
+        c = self.conf
+        failed = [t for t in done if t.state == TrialState.FAIL]
+        if len(done) >= c.min_trials_for_failure_rate and failed and len(failed) / len(done) > c.max_failure_rate:
+            last = failed[-1].user_attrs.get(st.FAIL_REASON_ATTR, "unknown")
+            raise SweepAborted(
+                f"sweep aborted: {len(failed)} of {len(done)} finished trials failed "
+                f"({len(failed) / len(done):.0%} > hydra.sweeper.max_failure_rate={c.max_failure_rate:g}); "
+                f"last failure: {last}"
+            )
+
+    def _ask(self, study, params, fixed, hook, monitor, parent, arch_label, plan_run, runs) -> Pending | None:
+        """Ask for a trial and vet it; a rejected architecture is recorded and returns None."""
+        c = self.conf
+        trial = study.ask()
+        retry_of = RetryFailedTrialCallback.retried_trial_number(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
+        values = sample(trial, params, hook)
+        overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
+        trial.set_user_attr(OVERRIDES_ATTR, overrides)
+        job_overrides = [
+            *overrides,
+            f"trial.number={trial.number}",
+            f"trial.study_name={format_override('x', c.study_name)[2:]}",
+            f"trial.storage={format_override('x', c.storage)[2:]}",
+            f"trial.monitor={monitor}",
+            *( [f"trial.parent_run_id={parent}"] if parent else [] ),
+            *( [f"trial.heartbeat_interval={c.heartbeat_interval}", f"trial.grace_period={c.grace_period or 4 * c.heartbeat_interval}"] if c.heartbeat_interval else [] ),
+            *( [f"trial.retry_of={retry_of}"] if retry_of is not None else [] ),
+        ]  # fmt: skip
+        try:
+            cfg = self._compose(job_overrides)
+            arch = arch_label(cfg.model)
+            trial.set_user_attr(ARCH_ATTR, arch)
+            plan = plan_run(cfg)
+        except SpecError as err:
+            self._reject(study, trial, values, f"invalid architecture: {err}", runs, parent, None, constraint=1.0)
+            return None
+        over = self._over_budget(plan.cost)
+        if over:
+            reason, excess = over
+            self._reject(study, trial, values, reason, runs, parent, arch, constraint=excess)
+            return None
+        trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
+        trial.set_user_attr("params", plan.cost.trainable_params)
+        trial.set_user_attr("macs", plan.cost.macs)
+        return Pending(trial, values, job_overrides, arch, retry_of)
+
+    def _over_budget(self, cost) -> tuple[str, float] | None:
+        k = self.conf.constraints
+        reasons, excess = [], 0.0
+        if k.max_params is not None and cost.trainable_params > k.max_params:
+            reasons.append(f"{cost.trainable_params:,} params > max_params {k.max_params:,}")
+            excess = max(excess, cost.trainable_params / k.max_params - 1)
+        if k.max_macs is not None and cost.macs > k.max_macs:
+            reasons.append(f"{cost.macs:,} MACs > max_macs {k.max_macs:,}")
+            excess = max(excess, cost.macs / k.max_macs - 1)
+        return ("over budget: " + "; ".join(reasons), excess) if reasons else None
+
+    def _reject(self, study, trial, values, reason, runs, parent, arch, *, constraint: float) -> None:
+        """Record a trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
+        trial.set_user_attr(st.REJECTED_ATTR, reason)
+        trial.set_constraint(st.CONSTRAINT_KEY, float(max(constraint, 1e-6)))
+        study.tell(trial, state=TrialState.PRUNED)
+        name = f"t{trial.number:02d} {arch or 'invalid'}"
+        if runs and parent:
+            run_id = runs.record_trial_without_training(
+                parent, name, {k: v for k, v in values.items()},
+                {"sweep.study": self.conf.study_name, "sweep.trial": trial.number, "sweep.role": "trial",
+                 "sweep.state": "PRUNED", "sweep.rejected": reason},
+            )  # fmt: skip
+            study._storage.set_trial_user_attr(trial._trial_id, st.MLFLOW_RUN_ATTR, run_id)  # noqa: SLF001
+        if self._progress is not None:
+            self._progress.rejected(trial.number, arch, reason)
+
+    def _launch(self, study, batch: list[Pending], runs, progress: Progress) -> None:
+        for p in batch:
+            progress.running(p.trial.number, p.arch, p.values)
+        self._live = {p.trial.number for p in batch}
+        try:
+            returns = self.launcher.launch([p.overrides for p in batch], initial_job_idx=self.job_idx)
+        except KeyboardInterrupt:
+            for p in batch:
+                study.tell(p.trial, state=TrialState.FAIL)
+            raise
+        finally:
+            self._live = set()
+        self.job_idx += len(batch)
+        for p, ret in zip(batch, returns):
+            state, values, reason = _outcome(ret)
+            if reason:
+                p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
+            if state == TrialState.COMPLETE:
+                study.tell(p.trial, values)
+            else:
+                study.tell(p.trial, state=state)
+            frozen = study._storage.get_trial(p.trial._trial_id)  # noqa: SLF001
+            run_id = frozen.user_attrs.get(st.MLFLOW_RUN_ATTR)
+            if runs and run_id:
+                runs.set_tags(run_id, {"sweep.state": state.name, **({"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {})})
+            progress.finished(frozen, study)
+
+    def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
+        from experiments.sweep.report import study_summary
+
+        summary = study_summary(study, objectives)
+        progress.summary(summary)
+        if runs and parent:
+            try:
+                from experiments.sweep.report import log_summary
+
+                log_summary(runs, parent, study, summary, compose=self._compose)
+            finally:
+                runs.end(parent, status, reason)
+
+    def _dry_run(self, params, fixed, hook, n: int) -> None:
+        """Sample ``n`` architectures from the space and print them; no training, no storage."""
+        from experiments.run import arch_label, plan_run
+        from experiments.sweep.progress import print_plan
+
+        study = optuna.create_study(sampler=st.make_sampler(self.conf.sampler, _grid_space(params)),
+                                    directions=["maximize"] * len(self._compose(fixed).objective))  # fmt: skip
+        rows = []
+        for _ in range(n):
+            trial = study.ask()
+            values = sample(trial, params, hook)
+            overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
+            try:
+                cfg = self._compose(overrides)
+                arch = arch_label(cfg.model)
+                plan = plan_run(cfg)
+                verdict = self._over_budget(plan.cost)
+                rows.append((trial.number, arch, plan.spec.feature_sizes(), plan.cost, verdict[0] if verdict else "ok", overrides))
+            except SpecError as err:
+                rows.append((trial.number, "-", None, None, f"invalid: {err}", overrides))
+            study.tell(trial, state=TrialState.PRUNED)
+        print_plan(rows)
+
+
+def _rhs(input_line: str) -> str:
+    return input_line.split("=", 1)[1]
+
+
+def _grid_space(params: list[Param]) -> dict[str, list[Any]]:
+    """GridSampler's search space from categorical and integer params."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    space = {}
+    for p in params:
+        if isinstance(p.distribution, CategoricalDistribution):
+            space[p.key] = list(p.distribution.choices)
+        elif isinstance(p.distribution, IntDistribution):
+            space[p.key] = list(range(p.distribution.low, p.distribution.high + 1, p.distribution.step))
+    return space
+
+
+def _outcome(ret) -> tuple[TrialState, Any, str | None]:
+    """Map a Hydra JobReturn to an Optuna state, values and a reason."""
+    if ret.status == JobStatus.COMPLETED:
+        value = ret.return_value
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return TrialState.FAIL, None, f"job returned a non-numeric objective: {value!r}"
+        if not all(math.isfinite(v) for v in values):
+            return TrialState.FAIL, None, f"non-finite objective value(s): {values}"
+        return TrialState.COMPLETE, values, None
+    err = ret._return_value  # noqa: SLF001 - the exception the job raised
+    if isinstance(err, optuna.TrialPruned):
+        return TrialState.PRUNED, None, str(err) or "pruned"
+    return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
+
+
+def retrain_command(overrides: list[str]) -> str:
+    """The single-run command for a trial: its overrides with the sweep overlay in RUN mode
+    (the overlay keeps the sweep's fixed settings; RUN mode leaves the sweeper out)."""
+    args = list(overrides)
+    if any(a.startswith("+sweep=") for a in args):
+        args.append("hydra.mode=RUN")
+    return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)
