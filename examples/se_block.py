@@ -1,6 +1,7 @@
 """A user-defined block: pre-activation basic block with squeeze-and-excitation (Hu et al. 2018).
 
-    python -m experiments.describe model.plugins=[examples.se_block] model.block=se_regular
+Use it by naming the module in the config, e.g.
+``python -m experiments.describe model.plugins=[examples.se_block] model.block=se_regular``.
 """
 
 from keras import layers
@@ -22,6 +23,7 @@ def se_regular(x, *, width, stride, name, ctx, reduction: int = 4):
     s = layers.GlobalAveragePooling2D(data_format=ctx.data_format, name=f"{name}_se_pool")(y)
     s = layers.Dense(max(1, width // reduction), activation="relu", name=f"{name}_se_reduce")(s)
     s = layers.Dense(width, activation="sigmoid", name=f"{name}_se_expand")(s)
-    s = layers.Reshape((1, 1, width) if ctx.data_format == "channels_last" else (width, 1, 1), name=f"{name}_se_shape")(s)
+    shape = (1, 1, width) if ctx.data_format == "channels_last" else (width, 1, 1)
+    s = layers.Reshape(shape, name=f"{name}_se_shape")(s)
     y = layers.Multiply(name=f"{name}_se_scale")([y, s])
     return ctx.add([shortcut, y], name=f"{name}_add")

@@ -176,7 +176,7 @@ def model_spec(model: DictConfig | ModelConfig, *, input_shape=None, num_classes
         if cause is not None:
             raise cause from None
         raise
-    load_plugins(m.get("plugins") or [])
+    load_plugins(m.get("plugins") or [], field_prefix="model.")
     shape = m.get("input_shape") if m.get("input_shape") is not None else input_shape
     classes = m.get("num_classes") if m.get("num_classes") is not None else num_classes
     if shape is None:

@@ -289,16 +289,16 @@ class StudyRuns:
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
 
     def record_trial_without_training(
-        self, parent_run_id: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any]
+        self, parent_run_id: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any], status: str = "FINISHED"
     ) -> str:
-        """A child run for a trial rejected before training (over budget or invalid)."""
+        """A child run for a trial that never trained (rejected, or its model failed to build)."""
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
             tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}},
         )
         self.log_params(run.info.run_id, params)
-        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        self.client.set_terminated(run.info.run_id, status=status)
         return run.info.run_id
 
     def trial_runs(self, parent_run_id: str) -> list:

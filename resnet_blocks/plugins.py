@@ -16,17 +16,22 @@ from resnet_blocks.errors import SpecError
 ENTRY_POINT_GROUP = "resnet_blocks.plugins"
 
 
-def load_plugins(modules: Iterable[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP) -> list[str]:
-    """Import ``modules`` and every module in the entry-point group; return what was loaded."""
+def load_plugins(
+    modules: Iterable[str] = (), *, entry_point_group: str = ENTRY_POINT_GROUP, field_prefix: str = ""
+) -> list[str]:
+    """Import ``modules`` and every module in the entry-point group; return what was loaded.
+
+    Errors name ``{field_prefix}plugins[i]`` (e.g. ``model.plugins[0]``).
+    """
     loaded = []
     for i, module in enumerate(modules):
         if not isinstance(module, str) or not module:
-            raise SpecError(f"plugins[{i}]", module, "an importable module name such as 'my_pkg.blocks'")
+            raise SpecError(f"{field_prefix}plugins[{i}]", module, "an importable module name such as 'my_pkg.blocks'")
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as err:
             raise SpecError(
-                f"plugins[{i}]", module, f"an importable module (import failed: {err}); is it installed or on PYTHONPATH?"
+                f"{field_prefix}plugins[{i}]", module, f"an importable module (import failed: {err}); is it installed or on PYTHONPATH?"
             ) from err
         loaded.append(module)
     for ep in entry_points(group=entry_point_group):

@@ -4,15 +4,15 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import experiments  # noqa: E402,F401  (mutes TensorFlow's import chatter; must precede tensorflow)
-
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import keras  # noqa: E402
 import pytest  # noqa: E402
 
+# experiments mutes TensorFlow's import chatter, so it must come before anything importing
+# keras/tensorflow (resnet_blocks does; test modules do after this conftest has run).
+import experiments  # noqa: E402,F401
 from resnet_blocks.blocks import residual_unit  # noqa: E402
 from resnet_blocks.registry import BLOCKS  # noqa: E402
 
@@ -76,6 +76,7 @@ def describe_overrides():
 
     Big presets are built once and shared by the cost and describe tests.
     """
+    import keras
     from hydra import compose, initialize_config_dir
 
     from experiments.describe import describe

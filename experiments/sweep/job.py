@@ -72,11 +72,20 @@ def heartbeat(storage, trial_id: int, interval: int | None):
         thread.join(timeout=5)
 
 
+def _job_pruner():
+    """The sweep's pruner, rebuilt from this job's Hydra config (the job decides when to stop)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from experiments.sweep.study import make_pruner
+
+    return make_pruner(HydraConfig.get().sweeper.pruner)
+
+
 def run_trial(cfg: DictConfig):
     """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
     t = cfg.trial
     storage = make_storage(t.storage, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period)
-    study = optuna.load_study(study_name=t.study_name, storage=storage)
+    study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
     frozen = next(ft for ft in study.get_trials(deepcopy=False) if ft.number == t.number)
     trial = optuna.Trial(study, frozen._trial_id)  # noqa: SLF001 - the trial created by the sweeper's ask()
     multi = len(study.directions) > 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -76,7 +77,9 @@ def _plots(study, objectives: list[str], out: Path) -> list[str]:
     made = []
     for key, fn in plots.items():
         try:
-            ax = fn()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "experimental" notices on every plot
+                ax = fn()
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(9, 6)
             fig.tight_layout()

@@ -5,8 +5,8 @@
 =====================================  ===============================================
 ``choice(a, b, c)``                    categorical (lists allowed: ``choice([1,2],[2,2])``)
 ``range(lo, hi[, step])``              integers lo, lo+step, ... < hi (Python's range)
-``interval(lo, hi)``                   uniform float (int if both ends are ints)
-``tag(log, interval(lo, hi))``         log-uniform
+``interval(lo, hi)``                   uniform float
+``tag(log, interval(lo, hi))``         log-uniform (``tag(int, ...)``: integers)
 a plain value                          fixed for every trial
 =====================================  ===============================================
 
@@ -89,8 +89,8 @@ def parse_param(key: str, expression: Any) -> Param:
             raise SpecError(field, expression, "interval(lo, hi) with lo < hi")
         if log and lo <= 0:
             raise SpecError(field, expression, "tag(log, interval(lo, hi)) with lo > 0")
-        if isinstance(lo, int) and isinstance(hi, int) and not isinstance(lo, bool):
-            return Param(key, IntDistribution(lo, hi, log=log))
+        if "int" in value.tags:
+            return Param(key, IntDistribution(int(lo), int(hi), log=log))
         return Param(key, FloatDistribution(float(lo), float(hi), log=log))
     if value is None or _scalar(value) or isinstance(value, (list, dict)):
         return Param(key, None, fixed=_plain(value))

@@ -27,6 +27,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
+    """The configured sampler; unknown options are a SpecError naming them."""
+    try:
+        return _make_sampler(conf, search_space)
+    except TypeError as err:
+        raise SpecError("hydra.sweeper.sampler.options", dict(conf.options or {}), f"keyword arguments of the {conf.name} sampler ({err})") from None
+
+
+def _make_sampler(conf, search_space):
     name, seed, options = conf.name, conf.seed, dict(conf.options or {})
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, **options)
@@ -41,11 +49,31 @@ def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
     if name == "grid":
         if not search_space:
             raise SpecError("hydra.sweeper.sampler.name", name, "a search space of choice(...)/range(...) params for grid")
-        return optuna.samplers.GridSampler(search_space, seed=seed, **options)
+        return _AskTellGridSampler(search_space, seed=seed, **options)
     raise SpecError("hydra.sweeper.sampler.name", name, "one of " + ", ".join(SAMPLERS))
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """GridSampler for an ask/tell loop.
+
+    Its ``after_trial`` only calls ``study.stop()`` once the grid is exhausted, which raises
+    outside ``study.optimize`` (and would leave the told trial RUNNING). The sweep stops at
+    ``n_trials`` instead; past the grid's size the sampler revisits points.
+    """
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
+
+
 def make_pruner(conf):
+    """The configured pruner; unknown options are a SpecError naming them."""
+    try:
+        return _make_pruner(conf)
+    except TypeError as err:
+        raise SpecError("hydra.sweeper.pruner.options", dict(conf.options or {}), f"keyword arguments of the {conf.name} pruner ({err})") from None
+
+
+def _make_pruner(conf):
     name, options = conf.name, dict(conf.options or {})
     if name == "median":
         return optuna.pruners.MedianPruner(**options)

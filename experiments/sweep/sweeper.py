@@ -138,6 +138,21 @@ class SweeperImpl:
 
     # -- the loop -------------------------------------------------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        """Run the sweep; bad settings exit with one clear line (code 2) before any trial."""
+        import sys
+
+        from resnet_blocks import RegistryError
+
+        try:
+            return self._sweep(arguments)
+        except (SpecError, RegistryError, UserError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except SweepAborted as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         from experiments.config import model_spec  # noqa: F401 - registers resolvers
         from experiments.run import arch_label, plan_run
         from experiments.tracking import StudyRuns, check_tracking_uri
@@ -220,7 +235,7 @@ class SweeperImpl:
         """Import model.plugins so plugin blocks and search-space hooks are registered."""
         from resnet_blocks import load_plugins
 
-        load_plugins(self._compose(fixed).model.plugins)
+        load_plugins(self._compose(fixed).model.plugins, field_prefix="model.")
 
     def _storage(self):
         c = self.conf
@@ -285,6 +300,9 @@ class SweeperImpl:
         except SpecError as err:
             self._reject(study, trial, values, f"invalid architecture: {err}", runs, parent, None, constraint=1.0)
             return None
+        except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
+            self._fail_unlaunched(study, trial, values, f"{type(err).__name__}: {err}", runs, parent)
+            return None
         over = self._over_budget(plan.cost)
         if over:
             reason, excess = over
@@ -310,17 +328,30 @@ class SweeperImpl:
         """Record a trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
         trial.set_user_attr(st.REJECTED_ATTR, reason)
         trial.set_constraint(st.CONSTRAINT_KEY, float(max(constraint, 1e-6)))
+        tags = {"sweep.state": "PRUNED", "sweep.rejected": reason}
+        self._record_unlaunched(trial, values, arch or "invalid", tags, "FINISHED", runs, parent)
         study.tell(trial, state=TrialState.PRUNED)
-        name = f"t{trial.number:02d} {arch or 'invalid'}"
-        if runs and parent:
-            run_id = runs.record_trial_without_training(
-                parent, name, {k: v for k, v in values.items()},
-                {"sweep.study": self.conf.study_name, "sweep.trial": trial.number, "sweep.role": "trial",
-                 "sweep.state": "PRUNED", "sweep.rejected": reason},
-            )  # fmt: skip
-            study._storage.set_trial_user_attr(trial._trial_id, st.MLFLOW_RUN_ATTR, run_id)  # noqa: SLF001
         if self._progress is not None:
             self._progress.rejected(trial.number, arch, reason)
+
+    def _record_unlaunched(self, trial, values, arch, tags, status, runs, parent) -> None:
+        """A child run for a trial that never reached training (must precede ``tell``)."""
+        if not (runs and parent):
+            return
+        base = {"sweep.study": self.conf.study_name, "sweep.trial": trial.number, "sweep.role": "trial"}
+        run_id = runs.record_trial_without_training(
+            parent, f"t{trial.number:02d} {arch}", dict(values), {**base, **tags}, status=status
+        )
+        trial.set_user_attr(st.MLFLOW_RUN_ATTR, run_id)
+
+    def _fail_unlaunched(self, study, trial, values, reason, runs, parent) -> None:
+        """A trial whose model could not even be built: FAIL in Optuna, a FAILED child run."""
+        trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
+        tags = {"sweep.state": "FAIL", "failure_reason": reason[:5000]}
+        self._record_unlaunched(trial, values, trial.user_attrs.get(ARCH_ATTR, "failed"), tags, "FAILED", runs, parent)
+        study.tell(trial, state=TrialState.FAIL)
+        if self._progress is not None:
+            self._progress.finished(study._storage.get_trial(trial._trial_id), study)  # noqa: SLF001
 
     def _launch(self, study, batch: list[Pending], runs, progress: Progress) -> None:
         for p in batch:

@@ -49,14 +49,14 @@ def test_plugin_block_in_process(examples_importable, describe_overrides):
 
 
 def test_plugin_block_args_are_validated_and_used(repo_root, se_block):
-    cfg = compose_describe(repo_root, *PLUGIN, "model.block_args={reduction: 8}")
+    cfg = compose_describe(repo_root, *PLUGIN, "+model.block_args.reduction=8")
     params8, _ = se_extra([16, 32, 64], 3, reduction=8)
     params4, _ = se_extra([16, 32, 64], 3, reduction=4)
     assert describe(cfg)["trainable_params"] - describe(compose_describe(repo_root, *PLUGIN))["trainable_params"] == (
         params8 - params4
     )
     with pytest.raises(SpecError) as info:
-        describe(compose_describe(repo_root, *PLUGIN, "model.block_args={ratio: 8}"))
+        describe(compose_describe(repo_root, *PLUGIN, "+model.block_args.ratio=8"))
     assert info.value.field == "model.block_args.ratio"
     assert "reduction" in info.value.allowed
 
@@ -120,7 +120,7 @@ def test_unknown_plugin_module_is_a_spec_error(repo_root):
     reason="bug: experiments/config.py model_spec calls load_plugins() without the 'model.' prefix, "
     "so the error names 'plugins[0]' instead of 'model.plugins[0]'",
 )
-def test_unknown_plugin_module_error_names_model_plugins(repo_root):
+def test_unknown_plugin_module_error_names_model_plugins(repo_root, examples_importable):
     with pytest.raises(SpecError) as info:
         describe(compose_describe(repo_root, "model.plugins=[examples.se_block, no_such_plugin_module]"))
     assert info.value.field == "model.plugins[1]"

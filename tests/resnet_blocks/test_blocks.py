@@ -179,8 +179,18 @@ def test_layer_names_are_deterministic(block):
     first = [layer.name for layer in build_resnet(spec).layers]
     second = [layer.name for layer in build_resnet(spec).layers]
     assert first == second
-    for name in ("input", "stem_conv", "stage1_block1_conv1", "stage1_block2_conv2", "stage2_block1_conv1",
-                 "stage2_block1_shortcut_conv", "stage2_block1_add", "head_pool", "head_dense", "predictions"):
+    for name in (
+        "input",
+        "stem_conv",
+        "stage1_block1_conv1",
+        "stage1_block2_conv2",
+        "stage2_block1_conv1",
+        "stage2_block1_shortcut_conv",
+        "stage2_block1_add",
+        "head_pool",
+        "head_dense",
+        "predictions",
+    ):
         assert name in first
     assert len(set(first)) == len(first)
 

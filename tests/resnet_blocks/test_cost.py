@@ -158,13 +158,28 @@ def test_model_cost_on_a_tiny_model_by_hand():
     assert cost.params == cost.trainable_params + cost.non_trainable_params
     assert cost.macs == 25 * (stem_conv + block_convs) + 4 * 3
     assert cost.macs == sum(layer_macs(layer) for layer in model.layers)
-    assert [(s.name, s.output_shape) for s in cost.stages] == [("stem", (5, 5, 4)), ("stage1", (5, 5, 4)), ("head", (3,))]
-    assert cost.to_dict()["stages"][0] == {"name": "stem", "output_shape": (5, 5, 4), "params": 72 + 16, "macs": 25 * 72}
+    assert [(s.name, s.output_shape) for s in cost.stages] == [
+        ("stem", (5, 5, 4)),
+        ("stage1", (5, 5, 4)),
+        ("head", (3,)),
+    ]
+    assert cost.to_dict()["stages"][0] == {
+        "name": "stem",
+        "output_shape": (5, 5, 4),
+        "params": 72 + 16,
+        "macs": 25 * 72,
+    }
 
 
 def test_format_cost_table():
     spec = ResNetSpec.from_lists(
-        block="regular", depths=[1, 1], widths=[4, 8], strides=[1, 2], num_classes=3, input_shape=(8, 8, 1), stem_width=4
+        block="regular",
+        depths=[1, 1],
+        widths=[4, 8],
+        strides=[1, 2],
+        num_classes=3,
+        input_shape=(8, 8, 1),
+        stem_width=4,
     )
     cost = model_cost(build_resnet(spec))
     table = format_cost_table(cost)

@@ -60,9 +60,7 @@ def saved_and_reloaded(tmp_path_factory, run_python):
         model.save(root / f"{shortcut}.keras")
     proc = run_python("-c", RELOAD, str(root / "x.npy"), json.dumps(SHORTCUTS), str(root))
     assert proc.returncode == 0, proc.stderr
-    reloaded = {
-        s: (np.load(root / f"{s}.reloaded.npy"), np.load(root / f"{s}.reloaded_probs.npy")) for s in SHORTCUTS
-    }
+    reloaded = {s: (np.load(root / f"{s}.reloaded.npy"), np.load(root / f"{s}.reloaded_probs.npy")) for s in SHORTCUTS}
     return expected, reloaded
 
 

@@ -123,7 +123,13 @@ SPEC_BASE = dict(stages=GOOD_STAGES, num_classes=3, input_shape=(8, 8, 1), stem=
 # The dataclass API names the spec's own fields (stages[i].depth, stem.kind, ...).
 DATACLASS_CASES = [
     ("depth-zero", {"stages": stages(("regular", 0, 4, 1))}, "stages[0].depth", "0", "an integer >= 1"),
-    ("depth-negative", {"stages": stages(("regular", 1, 4, 1), ("regular", -1, 8, 2))}, "stages[1].depth", "-1", ">= 1"),
+    (
+        "depth-negative",
+        {"stages": stages(("regular", 1, 4, 1), ("regular", -1, 8, 2))},
+        "stages[1].depth",
+        "-1",
+        ">= 1",
+    ),
     ("depth-bool", {"stages": stages(("regular", False, 4, 1))}, "stages[0].depth", "False", "an integer >= 1"),
     ("stride-three", {"stages": stages(("regular", 1, 4, 3))}, "stages[0].stride", "3", "1 or 2"),
     ("stride-bool", {"stages": stages(("regular", 1, 4, True))}, "stages[0].stride", "True", "1 or 2"),

@@ -1,0 +1,230 @@
+"""Real sweeps on digits: Optuna storage + MLflow store read back after the process ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.experiments.conftest import REPO
+
+# A tiny network, 3 epochs: each trial takes a few seconds on 2 cores.
+SMALL = [
+    "model.depths=[1,1,1]",
+    "model.widths=[8,8,16]",
+    "model.stem_width=8",
+    "trainer.epochs=3",
+    "trainer.batch_size=128",
+    "tracking.log_model=false",
+]
+
+
+def sweep(tmp_path, *overrides, check=True, timeout=600, name="quick"):
+    """Run ``python -m experiments.run +sweep=<name> ...`` in ``tmp_path``; return the process."""
+    # PYTHONPATH: the test plugins (tests.plugins.faulty) import from the repository root.
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
+    env.pop("MLFLOW_RUN_ID", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", f"+sweep={name}", *SMALL,
+         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}", f"hydra.searchpath=[file://{REPO / 'tests' / 'conf'}]",
+         *overrides],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sweep failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def load(tmp_path, name="quick"):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+
+
+def mlflow_runs(tmp_path):
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("resnet-blocks")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = [r for r in runs if r.data.tags.get("sweep.role") == "trial"]
+    return client, parents, children
+
+
+def by_trial(children):
+    out = {}
+    for r in children:
+        out.setdefault(int(r.data.tags["sweep.trial"]), []).append(r)
+    return out
+
+
+def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
+    # Grid over a good and a hopeless learning rate: the median pruner stops hopeless trials.
+    proc = sweep(tmp_path, name="t_pruning")
+    study = load(tmp_path)
+    states = [t.state for t in study.trials]
+    assert len(study.trials) == 4
+    assert TrialState.COMPLETE in states and TrialState.PRUNED in states, states
+    # Pruned trials stopped early: fewer reported epochs than complete ones.
+    for t in study.trials:
+        if t.state == TrialState.PRUNED:
+            assert len(t.intermediate_values) < 3
+    client, parents, children = mlflow_runs(tmp_path)
+    (parent,) = parents
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "quick"
+    runs = by_trial(children)
+    assert sorted(runs) == [0, 1, 2, 3] and all(len(v) == 1 for v in runs.values())
+    for t in study.trials:
+        (run,) = runs[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["sweep.study"] == "quick"
+        assert run.data.tags["sweep.state"] == t.state.name
+        assert run.info.status == "FINISHED"  # COMPLETE and PRUNED both end FINISHED
+        assert run.info.run_name.startswith(f"t{t.number:02d} regular d1-1-1")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert "stopped_early" in run.data.tags if t.state == TrialState.PRUNED else True
+        # The exact overrides to reproduce the trial are recorded.
+        assert any(o.startswith("trainer.learning_rate=") for o in t.user_attrs["overrides"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.json", "trials.csv", "best_config.yaml", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots and "plots/parallel_coordinate.png" in plots
+    assert "retrain: python -m experiments.run +sweep=t_pruning" in proc.stdout
+
+
+def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
+    # First invocation stops (timeout) after its first trial; the rerun completes the total.
+    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.timeout=0.5", "hydra.sweeper.pruner.name=none")
+    assert len(load(tmp_path).trials) == 1
+    _, parents, _ = mlflow_runs(tmp_path)
+    first_parent = parents[0].info.run_id
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none")
+    assert "resuming with 1 done" in proc.stdout
+    study = load(tmp_path)
+    assert len(study.trials) == 3 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none")  # already done: no new trial
+    assert len(load(tmp_path).trials) == 3
+    _, parents, children = mlflow_runs(tmp_path)
+    assert [p.info.run_id for p in parents] == [first_parent]
+    assert sorted(by_trial(children)) == [0, 1, 2] and len(children) == 3
+    assert all(r.info.status == "FINISHED" for r in children)
+
+    # optuna-dashboard opens the same storage and lists the study.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dash = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "optuna-dashboard"), f"sqlite:///{tmp_path / 'optuna.db'}",
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(60):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as resp:
+                    studies = json.load(resp)["study_summaries"]
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("optuna-dashboard did not start")
+        assert [s["study_name"] for s in studies] == ["quick"]
+    finally:
+        dash.terminate()
+        dash.wait(timeout=10)
+
+
+def test_failing_trials_are_recorded_and_the_sweep_continues(tmp_path):
+    sweep(tmp_path, name="t_faults")
+    study = load(tmp_path)
+    by_block = {t.params["model.block"]: t for t in study.trials}
+    assert by_block["regular"].state == TrialState.COMPLETE
+    assert by_block["nan_regular"].state == TrialState.FAIL
+    assert "non-finite" in by_block["nan_regular"].user_attrs["fail_reason"]
+    assert by_block["crash_regular"].state == TrialState.FAIL
+    assert "injected failure" in by_block["crash_regular"].user_attrs["fail_reason"]
+    _, _, children = mlflow_runs(tmp_path)
+    runs = by_trial(children)
+    for t in study.trials:
+        (run,) = runs[t.number]
+        assert run.info.status == ("FINISHED" if t.state == TrialState.COMPLETE else "FAILED")
+        assert run.data.tags["sweep.state"] == t.state.name
+
+
+def test_failure_rate_limit_aborts_a_hopeless_sweep(tmp_path):
+    proc = sweep(
+        tmp_path,
+        "model.plugins=[tests.plugins.faulty]",
+        "model.block=crash_regular",
+        "+model.block_args.crash_width=16",  # every sampled width list contains 16
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.max_failure_rate=0.5",
+        "hydra.sweeper.min_trials_for_failure_rate=2",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "sweep aborted: 2 of 2 finished trials failed" in proc.stdout + proc.stderr
+    assert len(load(tmp_path).trials) == 2
+    _, (parent,), _ = mlflow_runs(tmp_path)
+    assert parent.info.status == "FAILED" and "sweep aborted" in parent.data.tags["failure_reason"]
+
+
+def test_constraints_reject_before_training(tmp_path):
+    sweep(tmp_path, "model.depths=[1,1,1,1]", "model.widths=[8,8,8,8]", "model.strides=[1,2,2,2]", name="t_constraints")
+    study = load(tmp_path)
+    assert len(study.trials) == 3
+    rejected = {t.number: t.user_attrs["rejected"] for t in study.trials if "rejected" in t.user_attrs}
+    assert any("over budget" in r and "max_params 30,000" in r for r in rejected.values()), rejected
+    assert any("invalid architecture" in r and "below 1x1" in r for r in rejected.values()), rejected
+    for t in study.trials:
+        if t.number in rejected:
+            assert t.state == TrialState.PRUNED and not t.intermediate_values  # never trained
+    client, _, children = mlflow_runs(tmp_path)
+    for number, run_list in by_trial(children).items():
+        (run,) = run_list
+        if number in rejected:
+            assert run.data.tags["sweep.rejected"] == rejected[number]
+            assert run.info.status == "FINISHED" and not run.data.metrics
+
+
+def test_multiobjective_sweep_reports_a_pareto_front(tmp_path):
+    proc = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=3",
+        "trainer.epochs=1",
+        "hydra.sweeper.study_name=mo",
+        name="multiobjective",
+    )
+    study = load(tmp_path, "mo")
+    assert len(study.directions) == 2
+    assert all(len(t.values) == 2 for t in study.trials if t.state == TrialState.COMPLETE)
+    client, (parent,), _ = mlflow_runs(tmp_path)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert "pareto_front.json" in artifacts
+    assert "plots/pareto_front.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    front = json.loads(open(client.download_artifacts(parent.info.run_id, "pareto_front.json")).read())
+    assert front and all(len(p["values"]) == 2 for p in front)
+    assert "Pareto front" in proc.stdout or "best t" in proc.stdout
+
+
+def test_dry_run_prints_architectures_without_training(tmp_path):
+    proc = sweep(tmp_path, "hydra.sweeper.dry_run=5")
+    assert "dry run: 5 sampled architectures" in proc.stdout
+    assert "8x8" in proc.stdout and "Epoch" not in proc.stdout
+    assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
+    proc = sweep(tmp_path, "hydra.sweeper.sampler.name=annealing", check=False)
+    assert proc.returncode != 0
+    assert "hydra.sweeper.sampler.name: received 'annealing'" in proc.stderr + proc.stdout
+    proc = sweep(tmp_path, "hydra.sweeper.n_jobs=2", check=False)
+    assert proc.returncode != 0 and "SQLite" in proc.stderr + proc.stdout
+    assert not (tmp_path / "optuna.db").exists()
