@@ -109,9 +109,7 @@ class TrialRef:
     storage: str | None = None
     parent_run_id: str | None = None
     monitor: str = "val/accuracy"  # reported to the trial each epoch, for pruning
-    heartbeat_interval: int | None = None
-    grace_period: int | None = None
-    retry_of: int | None = None
+    retry_of: int | None = None  # the trial (killed with its worker) this one retries
 
 
 @dataclass
@@ -137,9 +135,7 @@ def _stage_depths(total: int, layers_per_block: int, num_stages: int, extra_laye
     """
     per_stage, rest = divmod(int(total) - int(extra_layers), int(layers_per_block) * int(num_stages))
     if rest or per_stage < 1:
-        allowed = ", ".join(
-            str(int(extra_layers) + k * int(layers_per_block) * int(num_stages)) for k in range(1, 6)
-        )
+        allowed = ", ".join(str(int(extra_layers) + k * int(layers_per_block) * int(num_stages)) for k in range(1, 6))
         raise SpecError("model.depth", total, f"{allowed}, ... (= {extra_layers} + {layers_per_block * num_stages}n)")
     return [per_stage] * int(num_stages)
 

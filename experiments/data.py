@@ -105,7 +105,9 @@ def load_data(cfg, *, batch_size: int) -> DataSplits:
     train = _pipeline(from_arrays(xt, yt), cfg, batch_size, mean, std, shape, training=True)
     val = _pipeline(from_arrays(xv, yv), cfg, batch_size, mean, std, shape, training=False)
     test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, mean, std, shape, training=False)
-    return DataSplits(train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names, cfg.source)
+    return DataSplits(
+        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names, cfg.source
+    )
 
 
 def _digits():
@@ -120,7 +122,12 @@ def cifar10_cache_dir() -> Path:
     """Where ``keras.datasets.cifar10`` keeps the extracted batches."""
     from keras.src.backend import config as keras_config
 
-    return Path(os.path.expanduser(keras_config.keras_home())) / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    return (
+        Path(os.path.expanduser(keras_config.keras_home()))
+        / "datasets"
+        / "cifar-10-batches-py-target"
+        / "cifar-10-batches-py"
+    )
 
 
 def _cifar10():

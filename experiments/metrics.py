@@ -18,7 +18,9 @@ def keras_name(metric: str) -> str:
 def keras_logs_to_metrics(logs, model=None) -> dict[str, float]:
     out = {}
     for key, value in logs.items():
-        if key.startswith("val_"):
+        if "/" in key:  # already named (e.g. perf/epoch_train_s)
+            out[key] = float(value)
+        elif key.startswith("val_"):
             out[f"val/{key[4:]}"] = float(value)
         elif key in ("learning_rate", "lr"):
             continue

@@ -9,10 +9,8 @@ for sweepers.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -34,7 +32,7 @@ class RunPlan:
 
     spec: ResNetSpec
     objectives: list[str]
-    cost: ModelCost
+    cost: ModelCost | None  # None when the dry build was skipped
 
 
 def arch_label(model: DictConfig) -> str:
@@ -47,8 +45,11 @@ def arch_label(model: DictConfig) -> str:
     return f"{'+'.join(dict.fromkeys(blocks))} d{depths} w{width}{mult} s{strides}"
 
 
-def plan_run(cfg: DictConfig) -> RunPlan:
-    """Validate the whole config and resolve the architecture; raises SpecError."""
+def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
+    """Validate the whole config and resolve the architecture; raises SpecError.
+
+    ``build=False`` skips the dry build (the sweeper already built a trial's model to vet it).
+    """
     validate_data_config(cfg.data)
     validate_trainer_config(cfg.trainer)
     allowed = (*EPOCH_METRICS, *COST_OBJECTIVES)
@@ -67,7 +68,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         )
     if spec.num_classes != num_classes:
         raise SpecError("model.num_classes", spec.num_classes, f"null or the data's class count ({num_classes})")
-    return RunPlan(spec=spec, objectives=list(cfg.objective), cost=dry_build(spec))
+    return RunPlan(spec=spec, objectives=list(cfg.objective), cost=dry_build(spec) if build else None)
 
 
 def dry_build(spec: ResNetSpec) -> ModelCost:
@@ -92,7 +93,8 @@ def _tracker(cfg: DictConfig):
 
     if not cfg.tracking.enabled:
         return NullTracker()
-    check_tracking_uri(cfg.tracking.tracking_uri)
+    if cfg.trial.number is None:  # a sweep's jobs: the sweeper checked the store already
+        check_tracking_uri(cfg.tracking.tracking_uri)
     return RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name)
 
 
@@ -107,7 +109,7 @@ def run_task(
     ended_ok: tuple[type[BaseException], ...] = (),
 ) -> float | tuple[float, ...]:
     """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several)."""
-    plan = plan_run(cfg)
+    plan = plan_run(cfg, build=cfg.trial.number is None)
     tracker = _tracker(cfg)
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
@@ -116,7 +118,9 @@ def run_task(
         if on_tracker is not None:
             on_tracker(tr)
         tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
+        t0 = time.perf_counter()
         data = load_data(cfg.data, batch_size=cfg.trainer.batch_size)
+        data_s = time.perf_counter() - t0
         log.info(
             "%s on %s: %d train / %d val%s images of %s, %d classes",
             name, cfg.data.source, data.num_train, data.num_val,
@@ -135,6 +139,8 @@ def run_task(
             "perf/train_time_s": result.train_time_s,
             "perf/eval_time_s": result.eval_time_s,
             "train/epochs_run": result.epochs_run,
+            "perf/data_s": data_s,
+            **{f"perf/{k}": v for k, v in result.phases.items()},
         }
         values = []
         for objective in plan.objectives:

@@ -71,10 +71,20 @@ def check_tracking_uri(uri: str) -> None:
     from experiments.cli import UserError
 
     mlflow.set_tracking_uri(uri)
+    # Probe without MLflow's long retry back-off, so a dead server fails in seconds.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
     try:
         mlflow.tracking.MlflowClient(uri).search_experiments(max_results=1)
     except (MlflowException, OSError, Exception) as err:  # noqa: BLE001 - report any failure clearly
-        raise UserError(f"tracking.tracking_uri: cannot reach MLflow tracking store {uri!r}: {err}") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"tracking.tracking_uri: cannot reach MLflow tracking store {uri!r}: {first}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def get_or_create_experiment(name: str) -> str:
@@ -241,16 +251,17 @@ class StudyRuns:
     """
 
     def __init__(self, tracking_uri: str, experiment_name: str):
-        from mlflow.tracking import MlflowClient
-
         import mlflow
+        from mlflow.tracking import MlflowClient
 
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = get_or_create_experiment(experiment_name)
 
     def parent_run(self, study_name: str, known_run_id: str | None) -> str:
-        """The study's parent run: the one recorded in the study, or a new one."""
+        """The study's parent run: the one recorded in the study, else the oldest parent run
+        tagged with the study, else a new one. Workers starting together may each create one;
+        all then agree on the oldest and the others delete theirs."""
         if known_run_id:
             try:
                 run = self.client.get_run(known_run_id)
@@ -259,12 +270,27 @@ class StudyRuns:
                     return known_run_id
             except Exception:  # noqa: BLE001 - deleted or from another store: make a new one
                 log.warning("parent run %s not found; creating a new one", known_run_id)
+        existing = self._parents(study_name)
+        if existing:
+            self.client.update_run(existing[0], status="RUNNING")
+            return existing[0]
         tags = {"sweep.study": study_name, "sweep.role": "parent", **package_versions()}
         commit = git_commit()
         if commit:
             tags["git_commit"] = commit
-        run = self.client.create_run(self.experiment_id, run_name=study_name, tags=tags)
-        return run.info.run_id
+        mine = self.client.create_run(self.experiment_id, run_name=study_name, tags=tags).info.run_id
+        chosen = self._parents(study_name)[0]
+        if chosen != mine:
+            self.client.delete_run(mine)
+        return chosen
+
+    def _parents(self, study_name: str) -> list[str]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`sweep.study` = '{study_name}' and tags.`sweep.role` = 'parent'",
+            max_results=100,
+        )
+        return [r.info.run_id for r in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))]
 
     def end(self, run_id: str, status: str, reason: str | None = None) -> None:
         if reason:
@@ -289,7 +315,12 @@ class StudyRuns:
         self.client.log_artifacts(run_id, str(local_dir), artifact_path)
 
     def record_trial_without_training(
-        self, parent_run_id: str, name: str, params: Mapping[str, Any], tags: Mapping[str, Any], status: str = "FINISHED"
+        self,
+        parent_run_id: str,
+        name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, Any],
+        status: str = "FINISHED",
     ) -> str:
         """A child run for a trial that never trained (rejected, or its model failed to build)."""
         run = self.client.create_run(

@@ -11,10 +11,9 @@ from typing import Any
 
 import keras
 
-from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
-
 from experiments.cli import RunFailure
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
+from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,7 @@ class TrainResult:
     eval_time_s: float
     epochs_run: int
     model: Any = field(repr=False, default=None)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: build_compile_s, fit_s
 
 
 def _schedule(t, steps_per_epoch: int):
@@ -78,7 +78,9 @@ def _schedule(t, steps_per_epoch: int):
         base = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total - warmup))
     else:
         bounds = sorted({max(1, int(m * total) - warmup) for m in t.step_milestones})
-        base = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [lr * t.step_gamma**i for i in range(len(bounds) + 1)])
+        base = keras.optimizers.schedules.PiecewiseConstantDecay(
+            bounds, [lr * t.step_gamma**i for i in range(len(bounds) + 1)]
+        )
     return LinearWarmup(base, warmup_steps=warmup, target=lr) if warmup else base
 
 
@@ -100,7 +102,9 @@ def _callbacks(t, extra: Sequence[Any]):
         cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
     if t.early_stopping_patience:
         mode = "max" if t.monitor.endswith("accuracy") else "min"
-        cbs.append(keras.callbacks.EarlyStopping(monitor=keras_name(t.monitor), patience=t.early_stopping_patience, mode=mode))
+        cbs.append(
+            keras.callbacks.EarlyStopping(monitor=keras_name(t.monitor), patience=t.early_stopping_patience, mode=mode)
+        )
     return timing, cbs + list(extra)
 
 
@@ -126,6 +130,8 @@ class EpochTiming(keras.callbacks.Callback):
         v0 = self._v0 or end
         self.train_s.append(v0 - self._t0)
         self.eval_s.append(end - v0)
+        if logs is not None:  # seen by later callbacks (the MLflow logger)
+            logs["perf/epoch_train_s"] = self.train_s[-1]
 
 
 class FiniteLossGuard(keras.callbacks.Callback):
@@ -151,7 +157,9 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(t.mixed_precision)
+    phases: dict[str, float] = {}
     try:
+        t0 = time.perf_counter()
         model = build_resnet(spec, name=str(cfg.model.name))
         steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
         if t.label_smoothing > 0:
@@ -164,6 +172,8 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
             train_ds, val_ds, test_ds = data.train, data.val, data.test
         model.compile(optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile)
         timing, cbs = _callbacks(t, callbacks)
+        phases["build_compile_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
         history = model.fit(
@@ -175,6 +185,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
             verbose=t.verbose,
             shuffle=False,  # the pipeline shuffles; Keras warns if asked to
         )
+        phases["fit_s"] = time.perf_counter() - t0
         hist: dict[str, list[float]] = {}
         for i in range(len(history.epoch)):
             for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
@@ -191,7 +202,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
     ips = images / (sum(steady) / len(steady)) if steady and sum(steady) > 0 else float("nan")
     return TrainResult(
         history=hist,
-        best={k: best(v, k) for k, v in hist.items()},
+        best={k: best(v, k) for k, v in hist.items() if not k.startswith("perf/")},
         test=test,
         cost=model_cost(model),
         images_per_s=ips,
@@ -200,6 +211,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
         eval_time_s=sum(timing.eval_s),
         epochs_run=len(history.epoch),
         model=model,
+        phases=phases,
     )
 
 

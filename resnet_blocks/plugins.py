@@ -31,7 +31,9 @@ def load_plugins(
             importlib.import_module(module)
         except ModuleNotFoundError as err:
             raise SpecError(
-                f"{field_prefix}plugins[{i}]", module, f"an importable module (import failed: {err}); is it installed or on PYTHONPATH?"
+                f"{field_prefix}plugins[{i}]",
+                module,
+                f"an importable module (import failed: {err}); is it installed or on PYTHONPATH?",
             ) from err
         loaded.append(module)
     for ep in entry_points(group=entry_point_group):

@@ -36,13 +36,10 @@ class Registry:
 
     def register(self, name: str, **metadata: Any) -> Callable[[F], F]:
         if not isinstance(name, str) or not name.isidentifier():
-            raise RegistryError(
-                f"{self.kind} name: received {name!r}; allowed: a Python identifier such as 'my_block'"
-            )
+            raise RegistryError(f"{self.kind} name: received {name!r}; allowed: a Python identifier such as 'my_block'")
         if name in self._entries:
             raise RegistryError(
-                f"{self.kind} {name!r} is already registered (by "
-                f"{_where(self._entries[name].fn)}); choose another name"
+                f"{self.kind} {name!r} is already registered (by {_where(self._entries[name].fn)}); choose another name"
             )
 
         def decorator(fn: F) -> F:

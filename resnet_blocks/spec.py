@@ -170,7 +170,9 @@ class ResNetSpec:
         for name in {s.block for s in self.stages}:
             params = inspect.signature(get_block(name).fn).parameters
             open_ended |= any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-            accepted |= {p for p, v in params.items() if p not in _BUILDER_ARGS and v.kind is not inspect.Parameter.VAR_KEYWORD}
+            accepted |= {
+                p for p, v in params.items() if p not in _BUILDER_ARGS and v.kind is not inspect.Parameter.VAR_KEYWORD
+            }
         for key, value in self.block_args.items():
             if not open_ended and key not in accepted:
                 allowed = ", ".join(sorted(accepted)) or "none (these blocks take no extra arguments)"
@@ -179,7 +181,9 @@ class ResNetSpec:
     def _validate_resolution(self) -> None:
         h, w = self.input_shape[0], self.input_shape[1]
         if self.stem.kind == "imagenet" and min(h, w) < 4:
-            raise SpecError("input_shape", list(self.input_shape), "at least 4x4 for the 'imagenet' stem (it downsamples 4x)")
+            raise SpecError(
+                "input_shape", list(self.input_shape), "at least 4x4 for the 'imagenet' stem (it downsamples 4x)"
+            )
         size = min(self.feature_sizes()[0])
         for i, stage in enumerate(self.stages):
             if stage.stride == 2 and size < 2:

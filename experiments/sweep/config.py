@@ -51,17 +51,21 @@ class SweeperConf:
     n_trials: int = 20  # total to reach: rerunning resumes and stops at this total
     n_jobs: int = 1  # trials launched together through the Hydra launcher
     timeout: float | None = None  # seconds for this invocation
+    epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
     params: dict[str, Any] = field(default_factory=dict)
     custom_search_space: SearchSpaceHookConf = field(default_factory=SearchSpaceHookConf)
     constraints: ConstraintsConf = field(default_factory=ConstraintsConf)
     max_failure_rate: float = 0.5  # abort when more than this share of trials fail...
     min_trials_for_failure_rate: int = 4  # ...once at least this many have finished
     dry_run: int = 0  # > 0: sample this many architectures, print them, train nothing
-    heartbeat_interval: int | None = None  # seconds; RDB storages: detect dead workers
-    grace_period: int | None = None  # seconds without heartbeat before a trial is stale
+    heartbeat_interval: int | None = 10  # seconds between heartbeats of a running trial
+    grace_period: int | None = None  # seconds without a heartbeat before a trial counts as dead (default 3x interval)
     max_retry: int = 1  # retries of a trial whose worker died (same parameters)
     allow_sqlite_parallel: bool = False  # SQLite with several workers is unsafe
+    setup_only: bool = False  # create the study, MLflow experiment and parent run, then exit (before workers start)
 
 
 def register_sweeper_config() -> None:
-    ConfigStore.instance().store(group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks")
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks"
+    )

@@ -1,15 +1,13 @@
 """The trial side of a sweep, running inside each Hydra job.
 
 The sweeper passes ``trial.*`` overrides; the job loads the study from its storage, reports
-each epoch's monitored metric to its trial (so the pruner can stop it), keeps a heartbeat,
-and logs to an MLflow child run of the study's parent run.
+each epoch's monitored metric to its trial (so the pruner can stop it) and logs to an MLflow
+child run of the study's parent run. (The sweeper keeps the trial's heartbeat.)
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from contextlib import contextmanager
 
 import keras
 import optuna
@@ -30,46 +28,23 @@ class MissingMetricError(KeyError):
 class OptunaPruning(keras.callbacks.Callback):
     """Report ``monitor`` each epoch; raise ``optuna.TrialPruned`` when the pruner says so."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str, *, prune: bool = True):
+    def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True):
         super().__init__()
-        self.trial, self.monitor, self.key, self.prune = trial, monitor, keras_name(monitor), prune
+        self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         if self.key not in logs:
             raise MissingMetricError(
-                f"pruning metric {self.monitor!r} ({self.key!r}) is not logged; available: "
-                + ", ".join(sorted(logs))
+                f"pruning metric {self.monitor!r} ({self.key!r}) is not logged; available: " + ", ".join(sorted(logs))
             )
         value = float(logs[self.key])
         if not math.isfinite(value):
             return  # the run's own guard reports divergence
-        if self.prune:
+        if self.report:  # multi-objective trials cannot take intermediate values
             self.trial.report(value, step=epoch + 1)
             if self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({self.monitor}={value:.4f})")
-
-
-@contextmanager
-def heartbeat(storage, trial_id: int, interval: int | None):
-    """Record heartbeats for ``trial_id`` every ``interval`` seconds while training."""
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
-
-    def beat():
-        while not stop.is_set():
-            storage.record_heartbeat(trial_id)
-            stop.wait(interval)
-
-    thread = threading.Thread(target=beat, name=f"optuna-heartbeat-{trial_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def _job_pruner():
@@ -84,12 +59,12 @@ def _job_pruner():
 def run_trial(cfg: DictConfig):
     """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
     t = cfg.trial
-    storage = make_storage(t.storage, heartbeat_interval=t.heartbeat_interval, grace_period=t.grace_period)
+    storage = make_storage(t.storage)
     study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
     frozen = next(ft for ft in study.get_trials(deepcopy=False) if ft.number == t.number)
     trial = optuna.Trial(study, frozen._trial_id)  # noqa: SLF001 - the trial created by the sweeper's ask()
     multi = len(study.directions) > 1
-    callbacks = (OptunaPruning(trial, t.monitor, prune=not multi),)
+    callbacks = (OptunaPruning(trial, t.monitor, report=not multi),)
     name = f"t{t.number:02d} {arch_label(cfg.model)}"
     tags = {"sweep.study": t.study_name, "sweep.trial": str(t.number), "sweep.role": "trial"}
     if t.retry_of is not None:
@@ -99,7 +74,7 @@ def run_trial(cfg: DictConfig):
         if tracker.run_id:
             trial.set_user_attr(MLFLOW_RUN_ATTR, tracker.run_id)
 
-    with heartbeat(storage, frozen._trial_id, t.heartbeat_interval):  # noqa: SLF001
+    try:
         return run_task(
             cfg,
             callbacks=callbacks,
@@ -109,3 +84,7 @@ def run_trial(cfg: DictConfig):
             on_tracker=remember_run,
             ended_ok=(optuna.TrialPruned,),
         )
+    finally:
+        # Many trials share this process (basic launcher): free each model's graph and
+        # memory so the process stays flat over a long sweep.
+        keras.backend.clear_session(free_memory=True)  # also runs the garbage collector

@@ -38,11 +38,15 @@ class Progress:
 
     def running(self, number: int, arch: str, values: dict[str, Any]) -> None:
         params = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in values.items())
-        self.console.rule(f"[bold]t{number:02d}[/] [{self.done}/{self.n_trials} done] running {arch}  [dim]{params}[/]", align="left")
+        self.console.rule(
+            f"[bold]t{number:02d}[/] [{self.done}/{self.n_trials} done] running {arch}  [dim]{params}[/]", align="left"
+        )
 
     def rejected(self, number: int, arch: str | None, reason: str) -> None:
         self.done += 1
-        self.console.print(f"[yellow]t{number:02d} rejected before training[/] ({arch or 'invalid'}): {reason}  [{self.done}/{self.n_trials}]")
+        self.console.print(
+            f"[yellow]t{number:02d} rejected before training[/] ({arch or 'invalid'}): {reason}  [{self.done}/{self.n_trials}]"
+        )
 
     def finished(self, trial: FrozenTrial, study) -> None:
         self.done += 1
@@ -61,7 +65,9 @@ class Progress:
         self.console.print(text)
 
     def summary(self, summary: dict) -> None:
-        table = Table(title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
+        table = Table(
+            title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+        )
         for col in ("trial", "state", *self.objectives, "architecture", "params", "MACs"):
             table.add_column(col, justify="right" if col in ("trial", "params", "MACs") else "left")
         best_numbers = {b["number"] for b in summary["best"]}
@@ -77,7 +83,10 @@ class Progress:
             )
         self.console.print(table)
         for b in summary["best"]:
-            self.console.print(f"[bold]best t{b['number']:02d}[/] " + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, b["values"])))
+            self.console.print(
+                f"[bold]best t{b['number']:02d}[/] "
+                + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, b["values"]))
+            )
             self.console.print(f"  retrain: {b['command']}")
 
 
@@ -99,7 +108,14 @@ def print_plan(rows) -> None:
         table.add_column(col)
     for number, arch, sizes, cost, verdict, overrides in rows:
         res = " -> ".join(f"{h}x{w}" for h, w in sizes) if sizes else "-"
-        table.add_row(str(number), arch, res, f"{cost.trainable_params:,}" if cost else "-", f"{cost.macs:,}" if cost else "-", verdict)
+        table.add_row(
+            str(number),
+            arch,
+            res,
+            f"{cost.trainable_params:,}" if cost else "-",
+            f"{cost.macs:,}" if cost else "-",
+            verdict,
+        )
     console.print(table)
     for number, *_, overrides in rows:
         console.print(f"[dim]{number}: {' '.join(overrides)}[/]")

@@ -99,7 +99,7 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose) -> None:
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         df = study.trials_dataframe()
         df.to_csv(out / "trials.csv", index=False)
-        for i, b in enumerate(summary["best"]):
+        for _i, b in enumerate(summary["best"]):
             suffix = "" if len(summary["best"]) == 1 else f"_t{b['number']:02d}"
             try:
                 cfg = compose(b["overrides"])

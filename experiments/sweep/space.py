@@ -64,7 +64,9 @@ def parse_param(key: str, expression: Any) -> Param:
     try:
         (override,) = OverridesParser.create().parse_overrides([f"{key}={expression}"])
     except Exception as err:  # noqa: BLE001 - Hydra's grammar errors vary
-        raise SpecError(field, expression, f"choice(...), range(...), interval(...), tag(log, ...) or a value ({err})") from None
+        raise SpecError(
+            field, expression, f"choice(...), range(...), interval(...), tag(log, ...) or a value ({err})"
+        ) from None
     value = override.value()
     log = "log" in getattr(value, "tags", set())
     if isinstance(value, ChoiceSweep):
@@ -82,7 +84,9 @@ def parse_param(key: str, expression: Any) -> Param:
         if step <= 0 or stop - step < start:
             raise SpecError(field, expression, "range(lo, hi[, step]) with lo < hi and step > 0 (hi is exclusive)")
         high = start + ((stop - 1 - start) // step) * step
-        return Param(key, IntDistribution(start, high, step=step, log=log) if not log else IntDistribution(start, high, log=True))
+        return Param(
+            key, IntDistribution(start, high, step=step, log=log) if not log else IntDistribution(start, high, log=True)
+        )
     if isinstance(value, IntervalSweep):
         lo, hi = value.start, value.end
         if lo is None or hi is None or not lo < hi:
@@ -175,7 +179,9 @@ def stagewise(trial, args: Mapping[str, Any]) -> dict[str, Any]:
     depths = [trial.suggest_int(f"stage{i + 1}.depth", lo, hi) for i in range(n)]
     base = trial.suggest_categorical("base_width", list(args.get("base_width", [16, 32])))
     growth = trial.suggest_categorical("width_growth", list(args.get("width_growth", [1, 2])))
-    strides = [1] + [trial.suggest_categorical(f"stage{i + 1}.stride", list(args.get("strides", [1, 2]))) for i in range(1, n)]
+    strides = [1] + [
+        trial.suggest_categorical(f"stage{i + 1}.stride", list(args.get("strides", [1, 2]))) for i in range(1, n)
+    ]
     return {
         "model.depths": depths,
         "model.widths": [int(base * growth**i) for i in range(n)],

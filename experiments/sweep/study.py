@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
+import zlib
 from collections.abc import Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryFailedTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,7 +35,11 @@ def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
     try:
         return _make_sampler(conf, search_space)
     except TypeError as err:
-        raise SpecError("hydra.sweeper.sampler.options", dict(conf.options or {}), f"keyword arguments of the {conf.name} sampler ({err})") from None
+        raise SpecError(
+            "hydra.sweeper.sampler.options",
+            dict(conf.options or {}),
+            f"keyword arguments of the {conf.name} sampler ({err})",
+        ) from None
 
 
 def _make_sampler(conf, search_space):
@@ -48,7 +56,9 @@ def _make_sampler(conf, search_space):
         return optuna.samplers.NSGAIISampler(seed=seed, **options)
     if name == "grid":
         if not search_space:
-            raise SpecError("hydra.sweeper.sampler.name", name, "a search space of choice(...)/range(...) params for grid")
+            raise SpecError(
+                "hydra.sweeper.sampler.name", name, "a search space of choice(...)/range(...) params for grid"
+            )
         return _AskTellGridSampler(search_space, seed=seed, **options)
     raise SpecError("hydra.sweeper.sampler.name", name, "one of " + ", ".join(SAMPLERS))
 
@@ -70,7 +80,11 @@ def make_pruner(conf):
     try:
         return _make_pruner(conf)
     except TypeError as err:
-        raise SpecError("hydra.sweeper.pruner.options", dict(conf.options or {}), f"keyword arguments of the {conf.name} pruner ({err})") from None
+        raise SpecError(
+            "hydra.sweeper.pruner.options",
+            dict(conf.options or {}),
+            f"keyword arguments of the {conf.name} pruner ({err})",
+        ) from None
 
 
 def _make_pruner(conf):
@@ -90,16 +104,23 @@ def is_sqlite(url: str | None) -> bool:
     return bool(url) and url.startswith("sqlite")
 
 
-def make_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1):
+def make_storage(
+    url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1
+):
     """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
         kwargs.update(
             heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period or 4 * heartbeat_interval,
+            grace_period=grace_period or 3 * heartbeat_interval,
             failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
         )
-    engine_kwargs = {"connect_args": {"timeout": 60}} if is_sqlite(url) else {"pool_pre_ping": True}
+    if is_sqlite(url):
+        engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
@@ -119,3 +140,66 @@ def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 def in_flight(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@contextmanager
+def study_lock(storage, study_name: str):
+    """Serialise "count the trials, then ask for one" across workers sharing a PostgreSQL study,
+    so together they stop at exactly ``n_trials``. (SQLite has one worker: nothing to lock.)"""
+    engine = getattr(storage, "engine", None) or getattr(getattr(storage, "_backend", None), "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        yield
+        return
+    key = zlib.crc32(f"resnet_blocks:{study_name}".encode()) & 0x7FFFFFFF
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+
+
+class Heartbeats:
+    """Heartbeats for the trials this worker runs, from ``ask`` until ``tell``.
+
+    Beating from the sweeper (not the job) covers the whole life of a trial, including its
+    model check and launch; a worker killed with -9 stops beating, and after the grace period
+    its trials are failed and retried by whichever worker looks next.
+    """
+
+    def __init__(self, storage, interval: int | None):
+        self.storage, self.interval = storage, interval
+        self.trial_ids: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, trial_id: int) -> None:
+        if not self.interval:
+            return
+        self.storage.record_heartbeat(trial_id)
+        with self._lock:
+            self.trial_ids.add(trial_id)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="optuna-heartbeats", daemon=True)
+            self._thread.start()
+
+    def remove(self, trial_id: int) -> None:
+        with self._lock:
+            self.trial_ids.discard(trial_id)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            with self._lock:
+                ids = list(self.trial_ids)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as err:  # noqa: BLE001 - a finished trial, or a transient DB error
+                    log.debug("heartbeat for trial %s failed: %s", trial_id, err)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class SweeperImpl:
         self.job_idx = 0
         self._live: set[int] = set()  # trials launched by this process right now
         self._progress: Progress | None = None
+        self._heartbeats: st.Heartbeats | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -98,7 +100,11 @@ class SweeperImpl:
             if direction(obj) != d:
                 log.warning("objective %s is usually %sd, but the sweep will %s it", obj, direction(obj), d)
         if len(directions) > 1 and c.pruner.name != "none":
-            raise SpecError("hydra.sweeper.pruner.name", c.pruner.name, "'none' for multi-objective studies (Optuna cannot prune them)")
+            raise SpecError(
+                "hydra.sweeper.pruner.name",
+                c.pruner.name,
+                "'none' for multi-objective studies (Optuna cannot prune them)",
+            )
         if c.n_trials < 1:
             raise SpecError("hydra.sweeper.n_trials", c.n_trials, "an integer >= 1 (the total to reach)")
         if c.n_jobs < 1:
@@ -106,7 +112,11 @@ class SweeperImpl:
         if not 0 < c.max_failure_rate <= 1:
             raise SpecError("hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in (0, 1]")
         if not c.storage:
-            raise SpecError("hydra.sweeper.storage", c.storage, "a database URL such as sqlite:///optuna.db (jobs reach their trial through it)")
+            raise SpecError(
+                "hydra.sweeper.storage",
+                c.storage,
+                "a database URL such as sqlite:///optuna.db (jobs reach their trial through it)",
+            )
         parallel = c.n_jobs > 1 or "BasicLauncher" not in str(self.config.hydra.launcher.get("_target_", ""))
         if st.is_sqlite(c.storage) and parallel and not c.allow_sqlite_parallel:
             raise SpecError(
@@ -123,7 +133,9 @@ class SweeperImpl:
         validate_trainer_config(base.trainer)
         for i, obj in enumerate(objectives):
             if obj not in (*EPOCH_METRICS, "macs", "params", "latency_ms"):
-                raise SpecError(f"objective[{i}]", obj, "one of " + ", ".join((*EPOCH_METRICS, "macs", "params", "latency_ms")))
+                raise SpecError(
+                    f"objective[{i}]", obj, "one of " + ", ".join((*EPOCH_METRICS, "macs", "params", "latency_ms"))
+                )
         st.make_sampler(c.sampler, _grid_space(params))
         st.make_pruner(c.pruner)
         if c.custom_search_space.name:
@@ -154,7 +166,6 @@ class SweeperImpl:
 
     def _sweep(self, arguments: list[str]) -> Any:
         from experiments.config import model_spec  # noqa: F401 - registers resolvers
-        from experiments.run import arch_label, plan_run
         from experiments.tracking import StudyRuns, check_tracking_uri
 
         c = self.conf
@@ -191,31 +202,46 @@ class SweeperImpl:
                                    "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials})  # fmt: skip
         self._reconcile(study, runs, parent)
 
+        if c.setup_only:
+            print(f"study {c.study_name!r} ready in {c.storage} ({len(study.trials)} trials)"
+                  + (f"; MLflow parent run {parent}" if parent else ""))  # fmt: skip
+            return None
+        self._warn_if_sqlite_shared(study)
+
         progress = self._progress = Progress(c.n_trials, objectives, directions)
         progress.start(c.study_name, len(st.counted(study.get_trials(deepcopy=False))), c.storage)
+        self._heartbeats = st.Heartbeats(storage, c.heartbeat_interval)
         started = time.monotonic()
         status, reason = "FINISHED", None
         try:
             while True:
-                trials = study.get_trials(deepcopy=False)
-                done = st.counted(trials)
-                running = [t for t in trials if t.state == TrialState.RUNNING]
-                if len(done) >= c.n_trials:
+                stop, asked = None, []
+                with st.study_lock(storage, c.study_name):  # count + ask atomically across workers
+                    trials = study.get_trials(deepcopy=False)
+                    done = st.counted(trials)
+                    running = [t for t in trials if t.state == TrialState.RUNNING]
+                    if len(done) >= c.n_trials:
+                        stop = ""
+                    elif c.epoch_budget and epochs_used(trials) >= c.epoch_budget:
+                        stop = f"epoch budget of {c.epoch_budget} reached ({epochs_used(trials)} epochs trained)"
+                    elif c.timeout and time.monotonic() - started > c.timeout:
+                        stop = f"timeout of {c.timeout:g} s reached"
+                    else:
+                        self._check_failure_rate(done)
+                        room = c.n_trials - len(done) - len(running)
+                        for _ in range(max(0, min(c.n_jobs, room))):
+                            trial = study.ask()
+                            self._heartbeats.add(trial._trial_id)  # noqa: SLF001
+                            asked.append(trial)
+                if stop is not None:
+                    if stop:
+                        progress.note(stop)
                     break
-                if c.timeout and time.monotonic() - started > c.timeout:
-                    progress.note(f"timeout of {c.timeout:g} s reached")
-                    break
-                self._check_failure_rate(done)
-                room = c.n_trials - len(done) - len(running)
-                if room <= 0:  # other workers are finishing the last trials
+                if not asked:  # other workers are running the last trials: wait for them
                     time.sleep(2)
                     self._reconcile(study, runs, parent)
                     continue
-                batch: list[Pending] = []
-                for _ in range(min(c.n_jobs, room)):
-                    pending = self._ask(study, params, fixed, hook, monitor, parent, arch_label, plan_run, runs)
-                    if pending is not None:
-                        batch.append(pending)
+                batch = [p for t in asked if (p := self._prepare(study, t, params, fixed, hook, monitor, parent, runs))]
                 if batch:
                     self._launch(study, batch, runs, progress)
         except KeyboardInterrupt:
@@ -228,8 +254,24 @@ class SweeperImpl:
             status, reason = "FAILED", f"{type(err).__name__}: {err}"
             raise
         finally:
+            self._heartbeats.close()
+            if runs and parent:
+                runs.log_metric(parent, "sweep/wall_s", time.monotonic() - started, step=int(time.time()))
             self._finish(study, runs, parent, objectives, progress, status, reason)
         return None
+
+    def _warn_if_sqlite_shared(self, study) -> None:
+        """SQLite cannot be shared safely by several workers: say so if another one is live."""
+        if not st.is_sqlite(self.conf.storage) or self.conf.allow_sqlite_parallel:
+            return
+        live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if live:
+            log.warning(
+                "study %r on SQLite has %d RUNNING trial(s): if another worker is running it, stop one of "
+                "them. SQLite is unsafe with several workers (database locks, queued trials handed out "
+                "twice); use PostgreSQL. A worker that was killed is detected after the grace period.",
+                self.conf.study_name, len(live),
+            )  # fmt: skip
 
     def _load_plugins(self, fixed: list[str]) -> None:
         """Import model.plugins so plugin blocks and search-space hooks are registered."""
@@ -240,7 +282,9 @@ class SweeperImpl:
     def _storage(self):
         c = self.conf
         try:
-            storage = st.make_storage(c.storage, heartbeat_interval=c.heartbeat_interval, grace_period=c.grace_period, max_retry=c.max_retry)
+            storage = st.make_storage(
+                c.storage, heartbeat_interval=c.heartbeat_interval, grace_period=c.grace_period, max_retry=c.max_retry
+            )
         except Exception as err:  # noqa: BLE001 - unreachable server, bad URL, missing driver
             raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
         return storage
@@ -257,7 +301,9 @@ class SweeperImpl:
                 if t.number in self._live:
                     continue
                 study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
-                study._storage.set_trial_user_attr(t._trial_id, st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)")  # noqa: SLF001
+                study._storage.set_trial_user_attr(
+                    t._trial_id, st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)"
+                )  # noqa: SLF001
                 retry(study, study._storage.get_trial(t._trial_id))  # noqa: SLF001
         if runs and parent:
             live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
@@ -274,10 +320,11 @@ class SweeperImpl:
                 f"last failure: {last}"
             )
 
-    def _ask(self, study, params, fixed, hook, monitor, parent, arch_label, plan_run, runs) -> Pending | None:
-        """Ask for a trial and vet it; a rejected architecture is recorded and returns None."""
+    def _prepare(self, study, trial, params, fixed, hook, monitor, parent, runs) -> Pending | None:
+        """Sample ``trial`` and vet its model; a rejected architecture is recorded, returns None."""
+        from experiments.run import arch_label, plan_run
+
         c = self.conf
-        trial = study.ask()
         retry_of = RetryFailedTrialCallback.retried_trial_number(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
         values = sample(trial, params, hook)
         overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
@@ -289,7 +336,6 @@ class SweeperImpl:
             f"trial.storage={format_override('x', c.storage)[2:]}",
             f"trial.monitor={monitor}",
             *( [f"trial.parent_run_id={parent}"] if parent else [] ),
-            *( [f"trial.heartbeat_interval={c.heartbeat_interval}", f"trial.grace_period={c.grace_period or 4 * c.heartbeat_interval}"] if c.heartbeat_interval else [] ),
             *( [f"trial.retry_of={retry_of}"] if retry_of is not None else [] ),
         ]  # fmt: skip
         try:
@@ -331,6 +377,8 @@ class SweeperImpl:
         tags = {"sweep.state": "PRUNED", "sweep.rejected": reason}
         self._record_unlaunched(trial, values, arch or "invalid", tags, "FINISHED", runs, parent)
         study.tell(trial, state=TrialState.PRUNED)
+        if self._heartbeats is not None:
+            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
         if self._progress is not None:
             self._progress.rejected(trial.number, arch, reason)
 
@@ -350,6 +398,8 @@ class SweeperImpl:
         tags = {"sweep.state": "FAIL", "failure_reason": reason[:5000]}
         self._record_unlaunched(trial, values, trial.user_attrs.get(ARCH_ATTR, "failed"), tags, "FAILED", runs, parent)
         study.tell(trial, state=TrialState.FAIL)
+        if self._heartbeats is not None:
+            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
         if self._progress is not None:
             self._progress.finished(study._storage.get_trial(trial._trial_id), study)  # noqa: SLF001
 
@@ -370,14 +420,22 @@ class SweeperImpl:
             state, values, reason = _outcome(ret)
             if reason:
                 p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
+            p.trial.set_user_attr("rss_mb", rss_mb())
             if state == TrialState.COMPLETE:
                 study.tell(p.trial, values)
             else:
                 study.tell(p.trial, state=state)
+            self._heartbeats.remove(p.trial._trial_id)  # noqa: SLF001
             frozen = study._storage.get_trial(p.trial._trial_id)  # noqa: SLF001
             run_id = frozen.user_attrs.get(st.MLFLOW_RUN_ATTR)
             if runs and run_id:
-                runs.set_tags(run_id, {"sweep.state": state.name, **({"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {})})
+                runs.set_tags(
+                    run_id,
+                    {
+                        "sweep.state": state.name,
+                        **({"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}),
+                    },
+                )
             progress.finished(frozen, study)
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
@@ -410,11 +468,35 @@ class SweeperImpl:
                 arch = arch_label(cfg.model)
                 plan = plan_run(cfg)
                 verdict = self._over_budget(plan.cost)
-                rows.append((trial.number, arch, plan.spec.feature_sizes(), plan.cost, verdict[0] if verdict else "ok", overrides))
+                rows.append(
+                    (
+                        trial.number,
+                        arch,
+                        plan.spec.feature_sizes(),
+                        plan.cost,
+                        verdict[0] if verdict else "ok",
+                        overrides,
+                    )
+                )
             except SpecError as err:
                 rows.append((trial.number, "-", None, None, f"invalid: {err}", overrides))
             study.tell(trial, state=TrialState.PRUNED)
         print_plan(rows)
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+def epochs_used(trials) -> int:
+    """Epochs trained across ``trials`` (each epoch reports one intermediate value)."""
+    return sum(len(t.intermediate_values) for t in trials)
 
 
 def _rhs(input_line: str) -> str:

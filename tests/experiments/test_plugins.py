@@ -110,16 +110,11 @@ def test_plugin_block_trains_saves_and_reloads(se_block, tmp_path, run_python):
 def test_unknown_plugin_module_is_a_spec_error(repo_root):
     with pytest.raises(SpecError) as info:
         describe(compose_describe(repo_root, "model.plugins=[no_such_plugin_module]"))
-    assert info.value.field.endswith("plugins[0]")
+    assert info.value.field == "model.plugins[0]"
     assert info.value.value == "no_such_plugin_module"
     assert "importable module" in info.value.allowed and "PYTHONPATH" in info.value.allowed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: experiments/config.py model_spec calls load_plugins() without the 'model.' prefix, "
-    "so the error names 'plugins[0]' instead of 'model.plugins[0]'",
-)
 def test_unknown_plugin_module_error_names_model_plugins(repo_root, examples_importable):
     with pytest.raises(SpecError) as info:
         describe(compose_describe(repo_root, "model.plugins=[examples.se_block, no_such_plugin_module]"))
@@ -140,10 +135,13 @@ def test_plugin_block_without_the_plugin_lists_known_blocks(repo_root, monkeypat
 
 
 @pytest.mark.parametrize("module", ["", 3, None])
-def test_load_plugins_rejects_non_module_names(module):
+def test_load_plugins_rejects_non_module_names(module, examples_importable):
     with pytest.raises(SpecError) as info:
         load_plugins([module])
     assert info.value.field == "plugins[0]"
+    with pytest.raises(SpecError) as info:
+        load_plugins(["examples", module], field_prefix="model.")
+    assert info.value.field == "model.plugins[1]"
 
 
 def test_load_plugins_from_entry_points(examples_importable, monkeypatch):

@@ -1,6 +1,7 @@
 """Parameter and MAC counts against published figures, and regression pins for the presets."""
 
 import keras
+import numpy as np
 import pytest
 
 from resnet_blocks import ResNetSpec, build_resnet, format_cost_table, model_cost
@@ -72,10 +73,11 @@ def preset_overrides(preset: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def published_costs():
+def published_costs(counting_only):
     costs = {}
     for name, (kwargs, _, _) in PUBLISHED.items():
-        costs[name] = model_cost(build_resnet(ResNetSpec.from_lists(**kwargs)))
+        with counting_only():
+            costs[name] = model_cost(build_resnet(ResNetSpec.from_lists(**kwargs)))
         keras.backend.clear_session()
     return costs
 
@@ -112,6 +114,14 @@ def test_preset_pins_cover_every_preset(repo_root):
 @pytest.mark.parametrize("preset", sorted(PRESET_PINS))
 def test_preset_trainable_params_pinned(preset, describe_overrides):
     assert describe_overrides(*preset_overrides(preset))["trainable_params"] == PRESET_PINS[preset]
+
+
+def test_zero_init_keeps_counts(counting_only):
+    spec = ResNetSpec.from_lists(**{**PUBLISHED["cifar_resnet20"][0], "depths": [1, 1, 1]})
+    with counting_only():
+        fast = build_resnet(spec)
+    assert not any(np.any(np.asarray(w)) for w in fast.weights if "kernel" in w.path)
+    assert model_cost(fast) == model_cost(build_resnet(spec))
 
 
 def test_cifar_pre_and_post_activation_have_equal_trainable_params(describe_overrides):
