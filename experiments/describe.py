@@ -19,13 +19,14 @@ def describe(cfg: DictConfig) -> dict:
     """Build the configured model (no training) and return its cost as a dict."""
     from experiments.config import model_spec
     from experiments.data import data_signature
-    from resnet_blocks import SpecError, build_resnet, model_cost
+    from experiments.run import build_model_for_config
+    from resnet_blocks import SpecError, model_cost
 
     if cfg.format not in ("table", "json"):
         raise SpecError("format", cfg.format, "'table' or 'json'")
     input_shape, num_classes = data_signature(cfg.data)
     spec = model_spec(cfg.model, input_shape=input_shape, num_classes=num_classes)
-    cost = model_cost(build_resnet(spec))
+    cost = model_cost(build_model_for_config(spec))
     result = {"model": cfg.model.name, "input_shape": list(spec.input_shape), "num_classes": spec.num_classes}
     result.update(cost.to_dict())
     result["stages"] = [{**s, "output_shape": list(s["output_shape"])} for s in result["stages"]]

@@ -71,18 +71,26 @@ def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
     return RunPlan(spec=spec, objectives=list(cfg.objective), cost=dry_build(spec) if build else None)
 
 
+def build_model_for_config(spec: ResNetSpec):
+    """``build_resnet`` with errors named as config fields (``model.shortcut``).
+
+    Some mistakes only the blocks can see (a zero-pad shortcut asked to reduce channels, a
+    block argument out of range); they surface here, before any training.
+    """
+    try:
+        return build_resnet(spec)
+    except SpecError as err:
+        field = err.field if err.field.startswith("model.") else f"model.{err.field}"
+        raise SpecError(field, err.value, err.allowed) from None
+
+
 def dry_build(spec: ResNetSpec) -> ModelCost:
     """Build the model once without training: catches shape errors that only the blocks
     themselves can detect (e.g. a zero-pad shortcut asked to reduce channels) and gives the
     cost that budgets are checked against."""
     import keras
 
-    try:
-        model = build_resnet(spec)
-    except SpecError as err:
-        field = err.field if err.field.startswith("model.") else f"model.{err.field}"
-        raise SpecError(field, err.value, err.allowed) from None
-    cost = model_cost(model)
+    cost = model_cost(build_model_for_config(spec))
     del model
     keras.backend.clear_session(free_memory=True)
     return cost

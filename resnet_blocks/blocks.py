@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from resnet_blocks.errors import SpecError
 from resnet_blocks.layers import BuildContext
 from resnet_blocks.registry import register_block
 
@@ -49,6 +50,8 @@ def _basic(width: int, stride: int) -> ConvPlan:
 
 def _bottleneck(width: int, stride: int, expansion: int) -> ConvPlan:
     # Stride on the 3x3 conv (ResNet v1.5 / torchvision), not on the first 1x1.
+    if not isinstance(expansion, int) or isinstance(expansion, bool) or expansion < 1:
+        raise SpecError("block_args.expansion", expansion, "an integer >= 1")
     return [(1, width, 1), (3, width, stride), (1, width * expansion, 1)]
 
 

@@ -85,7 +85,7 @@ SHORTCUTS = Registry("shortcut")
 def register_block(name: str, *, preactivation: bool = False, **metadata: Any) -> Callable[[F], F]:
     """Register a residual block builder under ``name``.
 
-    The function is called as ``fn(x, *, width, stride, shortcut, name, ctx, **block_args)``
+    The function is called as ``fn(x, *, width, stride, name, ctx, **block_args)``
     and returns the block's output tensor. ``preactivation=True`` marks blocks that start with
     BN-ReLU (the builder then adds the final BN-ReLU before pooling and leaves the stem
     without one). Use ``ctx`` helpers (``ctx.conv``, ``ctx.norm``, ``ctx.relu``,

@@ -27,13 +27,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not _is_int(value) or value < minimum:
         raise SpecError(name, value, f"an integer >= {minimum}")
 
 
 def _one_of(name: str, value: Any, allowed: Sequence[Any]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise SpecError(name, value, "one of " + ", ".join(repr(a) for a in allowed))
 
 
@@ -93,6 +97,8 @@ class ResNetSpec:
         object.__setattr__(self, "stages", tuple(self.stages))
         if isinstance(self.input_shape, (list, tuple)):
             object.__setattr__(self, "input_shape", tuple(self.input_shape))
+        if not isinstance(self.block_args, Mapping) and self.block_args is not None:
+            raise SpecError("block_args", self.block_args, "a mapping of block argument names to values")
         object.__setattr__(self, "block_args", dict(self.block_args or {}))
         self._validate()
 
@@ -135,7 +141,7 @@ class ResNetSpec:
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, StageSpec):
                 raise SpecError(f"stages[{i}]", stage, "a StageSpec(block, depth, width, stride)")
-            if stage.block not in BLOCKS:
+            if not isinstance(stage.block, str) or stage.block not in BLOCKS:
                 raise SpecError(f"stages[{i}].block", stage.block, "a registered block: " + ", ".join(BLOCKS.names()))
             _check_int(f"stages[{i}].depth", stage.depth, 1)
             _check_int(f"stages[{i}].width", stage.width, 1)
@@ -147,19 +153,19 @@ class ResNetSpec:
         _one_of("stem.kind", self.stem.kind, STEMS)
         _check_int("stem.width", self.stem.width, 1)
         _check_int("num_classes", self.num_classes, 2)
-        if len(self.input_shape) != 3 or not all(_is_int(v) and v >= 1 for v in self.input_shape):
-            raise SpecError("input_shape", list(self.input_shape), "[height, width, channels], each an integer >= 1")
-        wm = self.width_multiplier
-        if isinstance(wm, bool) or not isinstance(wm, (int, float)) or not math.isfinite(wm) or wm <= 0:
-            raise SpecError("width_multiplier", wm, "a number > 0")
+        if not isinstance(self.input_shape, tuple) or len(self.input_shape) != 3 or not all(_is_int(v) and v >= 1 for v in self.input_shape):
+            shown = list(self.input_shape) if isinstance(self.input_shape, tuple) else self.input_shape
+            raise SpecError("input_shape", shown, "[height, width, channels], each an integer >= 1")
+        if not _is_number(self.width_multiplier) or self.width_multiplier <= 0:
+            raise SpecError("width_multiplier", self.width_multiplier, "a number > 0")
         if self.final_norm_act is not None and not isinstance(self.final_norm_act, bool):
             raise SpecError("final_norm_act", self.final_norm_act, "true, false or null (automatic)")
         _one_of("data_format", self.data_format, DATA_FORMATS)
-        if not (0.0 <= self.bn_momentum < 1.0):
+        if not _is_number(self.bn_momentum) or not 0.0 <= self.bn_momentum < 1.0:
             raise SpecError("bn_momentum", self.bn_momentum, "a number in [0, 1)")
-        if not self.bn_epsilon > 0:
+        if not _is_number(self.bn_epsilon) or not self.bn_epsilon > 0:
             raise SpecError("bn_epsilon", self.bn_epsilon, "a number > 0")
-        if not (0.0 <= self.dropout < 1.0):
+        if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise SpecError("dropout", self.dropout, "a number in [0, 1)")
         self._validate_block_args()
         self._validate_resolution()

@@ -106,7 +106,7 @@ def print_plan(rows) -> None:
     table = Table(title=f"dry run: {len(rows)} sampled architectures (nothing trained)")
     for col in ("#", "architecture", "resolutions", "params", "MACs", "verdict"):
         table.add_column(col)
-    for number, arch, sizes, cost, verdict, overrides in rows:
+    for number, arch, sizes, cost, verdict, _overrides in rows:
         res = " -> ".join(f"{h}x{w}" for h, w in sizes) if sizes else "-"
         table.add_row(
             str(number),

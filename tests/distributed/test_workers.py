@@ -60,8 +60,14 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     assert setup.returncode == 0, setup.stderr[-3000:]
     assert "study 'quick' ready" in setup.stdout
     workers = [
-        subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
-                         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        subprocess.Popen(
+            worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
         for _ in range(3)
     ]
     outputs = [w.communicate(timeout=900)[0] for w in workers]

@@ -107,7 +107,10 @@ def test_cifar10_through_keras_cache(make_cfg, mlflow_client, tmp_path, monkeypa
     cache.mkdir(parents=True)
     rng = np.random.default_rng(1)
     for name, n in [*((f"data_batch_{i}", 40) for i in range(1, 6)), ("test_batch", 50)]:
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, n)]}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        }
         with open(cache / name, "wb") as f:
             pickle.dump(batch, f)
     cfg = make_cfg("data=cifar10", "tracking.log_model=false")
@@ -163,6 +166,8 @@ def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
         (["model.strides=[1,2,3]"], "model.strides[2]: received 3; allowed: 1 or 2"),
         (["objective=[val/acc]"], "objective[0]: received 'val/acc'"),
         (["model.input_shape=[32,32,3]"], "model.input_shape: received [32, 32, 3]"),
+        (["model.block=bottleneck", "+model.block_args.expansion=0"], "model.block_args.expansion: received 0"),
+        (["model.widths=[8,16,16]"], "model.shortcut: received 'zero_pad'"),  # stem 16 -> 8 channels
     ],
 )
 def test_bad_config_is_rejected_before_work(make_cfg, overrides, message):

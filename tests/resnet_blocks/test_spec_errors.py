@@ -212,9 +212,8 @@ def test_errors_are_raised_before_any_keras_layer_is_created(monkeypatch):
     assert "Conv2D" in created
 
 
-# spec.py promises SpecError for every invalid value, but these wrong *types* reach a comparison,
-# len() or a dict lookup first and raise TypeError. (Configs are typed by the Hydra schema, so
-# only the Python API is affected.) strict: remove the marker once spec.py checks the types.
+# Wrong *types* through the Python API (configs are typed by the Hydra schema) are SpecErrors
+# too, not TypeErrors from a comparison or len().
 TYPE_CASES = [
     ("bn-momentum-string", {"bn_momentum": "0.9"}, "bn_momentum"),
     ("dropout-none", {"dropout": None}, "dropout"),
@@ -223,7 +222,6 @@ TYPE_CASES = [
 ]
 
 
-@pytest.mark.xfail(raises=TypeError, strict=True, reason="bug: spec.py _validate raises TypeError for wrong types")
 @pytest.mark.parametrize(("overrides", "field"), [c[1:] for c in TYPE_CASES], ids=[c[0] for c in TYPE_CASES])
 def test_wrong_types_raise_spec_error(overrides, field):
     with pytest.raises(SpecError) as info:
