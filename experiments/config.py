@@ -80,6 +80,7 @@ class TrainerConfig:
     step_gamma: float = 0.1
     mixed_precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16
     jit_compile: bool = False  # XLA halves training speed on CPU; turn on for GPUs
+    distribute: str = "none"  # none | mirrored (tf.distribute.MirroredStrategy over this machine's GPUs)
     seed: int = 0
     deterministic: bool = False  # tf op determinism (slower)
     checkpoint_dir: str | None = None  # Keras BackupAndRestore: resume an interrupted run

@@ -207,7 +207,9 @@ class RunTracker:
         import mlflow
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example_input, model.predict(example_input, verbose=0))
+        # A direct call, not predict(): predict traces one more function, and TensorFlow keeps
+        # memory for every traced function for the life of the process.
+        signature = infer_signature(example_input, keras.ops.convert_to_numpy(model(example_input, training=False)))
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
             model.save(path)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("none", "mirrored")
 
 
 class NonFiniteLossError(RunFailure):
@@ -49,6 +50,7 @@ def validate_trainer_config(t) -> None:
     need(t.early_stopping_patience is None or t.early_stopping_patience >= 1, "early_stopping_patience", "null or >= 1")
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "steps_per_epoch", "null or an integer >= 1")
     need(t.verbose in (0, 1, 2), "verbose", "0, 1 or 2")
+    need(t.distribute in STRATEGIES, "distribute", "one of " + ", ".join(STRATEGIES))
 
 
 @dataclass
@@ -160,7 +162,10 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
     phases: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        model = build_resnet(spec, name=str(cfg.model.name))
+        # One trial on several GPUs: variables are mirrored, each batch is split across them.
+        strategy = tf.distribute.MirroredStrategy() if t.distribute == "mirrored" else tf.distribute.get_strategy()
+        with strategy.scope():
+            model = build_resnet(spec, name=str(cfg.model.name))
         steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
         if t.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
@@ -170,7 +175,8 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
             train_ds, val_ds, test_ds = data.train, data.val, data.test
-        model.compile(optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile)
+        with strategy.scope():
+            model.compile(optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile)
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()

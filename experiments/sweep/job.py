@@ -85,6 +85,11 @@ def run_trial(cfg: DictConfig):
             ended_ok=(optuna.TrialPruned,),
         )
     finally:
-        # Many trials share this process (basic launcher): free each model's graph and
-        # memory so the process stays flat over a long sweep.
+        # Several trials share this process: free each model's graph and memory.
         keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
+        from experiments.sweep.sweeper import rss_mb
+
+        try:
+            trial.set_user_attr("job_rss_mb", rss_mb())
+        except Exception:  # noqa: BLE001 - the trial may already be finished (stale, retried)
+            pass

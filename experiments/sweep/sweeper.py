@@ -117,8 +117,7 @@ class SweeperImpl:
                 c.storage,
                 "a database URL such as sqlite:///optuna.db (jobs reach their trial through it)",
             )
-        parallel = c.n_jobs > 1 or "BasicLauncher" not in str(self.config.hydra.launcher.get("_target_", ""))
-        if st.is_sqlite(c.storage) and parallel and not c.allow_sqlite_parallel:
+        if st.is_sqlite(c.storage) and c.n_jobs > 1 and not c.allow_sqlite_parallel:
             raise SpecError(
                 "hydra.sweeper.storage",
                 c.storage,

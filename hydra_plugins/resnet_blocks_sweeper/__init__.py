@@ -1,15 +1,18 @@
-"""Hydra discovers sweepers only in the ``hydra_plugins`` namespace; this is the thin entry
-class. The implementation lives in :mod:`experiments.sweep.sweeper`."""
+"""Hydra discovers sweepers and launchers only in the ``hydra_plugins`` namespace; these are
+the thin entry classes. The implementations live in :mod:`experiments.sweep`."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 
 from experiments.sweep.config import register_sweeper_config
+from experiments.sweep.launcher import launcher_config_store
 
 register_sweeper_config()
+launcher_config_store()
 
 
 class ResnetBlocksSweeper(Sweeper):
@@ -25,3 +28,18 @@ class ResnetBlocksSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         return self._impl.sweep(arguments)
+
+
+class ProcessLauncher(Launcher):
+    """Jobs in spawned worker processes, each recycled after ``max_trials_per_process`` jobs."""
+
+    def __init__(self, n_jobs: int = 1, max_trials_per_process: int = 5) -> None:
+        from experiments.sweep.launcher import ProcessLauncherImpl
+
+        self._impl = ProcessLauncherImpl(n_jobs, max_trials_per_process)
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def launch(self, job_overrides, initial_job_idx):
+        return self._impl.launch(job_overrides, initial_job_idx)

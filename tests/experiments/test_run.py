@@ -53,6 +53,7 @@ def test_digits_run_records_everything(make_cfg, mlflow_client):
 
 def test_label_smoothing_warmup_step_adamw(make_cfg, mlflow_client):
     cfg = make_cfg(
+        "trainer.distribute=mirrored",  # one replica on this CPU; the same code path as several GPUs
         "trainer.optimizer=adamw",
         "trainer.learning_rate=0.003",
         "trainer.schedule=step",
@@ -206,3 +207,27 @@ def test_default_run_is_valid_and_meets_accuracy(make_cfg, mlflow_client):
     assert run_task(cfg) >= 0.97
     (run,) = runs_of(mlflow_client)
     assert run.info.status == "FINISHED" and math.isfinite(run.data.metrics["best/val/accuracy"])
+
+
+def test_checkpoint_restore_resumes_an_interrupted_run(make_cfg, mlflow_client, tmp_path):
+    """trainer.checkpoint_dir: rerunning after an interruption continues from the last epoch."""
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    cfg = make_cfg(f"trainer.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.epochs=3", "tracking.log_model=false")
+    with pytest.raises(KeyboardInterrupt):
+        run_task(cfg, callbacks=(StopAfterFirstEpoch(),))
+    assert any((tmp_path / "ckpt").iterdir())  # the backup of epoch 1
+    run_task(cfg)
+    killed, resumed = sorted(runs_of(mlflow_client), key=lambda r: r.info.start_time)
+    assert killed.info.status == "KILLED" and resumed.info.status == "FINISHED"
+    steps = [m.step for m in mlflow_client.get_metric_history(resumed.info.run_id, "val/accuracy")]
+    assert steps == [2, 3]  # epoch 1 was not trained again
+
+
+def test_mixed_precision_bfloat16(make_cfg):
+    cfg = make_cfg("trainer.mixed_precision=mixed_bfloat16", "trainer.epochs=1", "tracking.enabled=false")
+    assert 0 <= run_task(cfg) <= 1
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored afterwards
