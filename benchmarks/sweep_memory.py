@@ -3,9 +3,11 @@
 Runs a real sweep (``+sweep=quick``) of ``--trials`` one-epoch trials on digits with MLflow
 tracking, and reads the RSS recorded after each trial: the sweeper process (``rss_mb``) and
 the process that trained the trial (``job_rss_mb``). By default trials run in worker
-processes recycled every 10 trials (``hydra/launcher=resnet_blocks_process``);
+processes recycled every 5 trials (``hydra/launcher=resnet_blocks_process``,
+``--max-trials-per-process``);
 ``--launcher basic`` runs every trial inside the sweeper process instead, for comparison.
-Prints RSS per trial and the growth from trial ``--warmup`` to the end (target < 150 MB).
+Prints RSS per trial, the drift of the worker's memory after ``--warmup`` trials (mean of the
+last 10 trials minus mean of the 10 after warm-up; target < 150 MB) and its range.
 
     python benchmarks/sweep_memory.py --trials 50 --json memory.json
 """
@@ -27,6 +29,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5, help="growth is measured from after this trial")
     p.add_argument("--launcher", choices=["resnet_blocks_process", "basic"], default="resnet_blocks_process")
+    p.add_argument("--max-trials-per-process", type=int, default=5)
     p.add_argument("--json")
     args = p.parse_args()
     import optuna
@@ -38,6 +41,7 @@ def main() -> None:
             f"hydra.sweeper.storage={storage}", "hydra.sweeper.pruner.name=none", "trainer.epochs=1",
             "trainer.verbose=0", f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db", f"hydra.sweep.dir={tmp}/multirun",
             "tracking.log_model=true", f"hydra/launcher={args.launcher}",
+            *([f"hydra.launcher.max_trials_per_process={args.max_trials_per_process}"] if args.launcher != "basic" else []),
         ]  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env={**os.environ})
@@ -56,14 +60,23 @@ def main() -> None:
             print(f"{i:>5}  {v:14.1f}  {j:20.1f}")
     w = min(args.warmup, len(rss)) - 1
     worker = [r + j if separate else r for r, j in zip(rss, job)]  # all memory this worker holds
-    growth = max(worker[w:]) - worker[w]
-    print(f"sweeper process growth after trial {w + 1}: {rss[-1] - rss[w]:+.1f} MB")
-    if separate:
-        print(f"trial process growth after trial {w + 1}, at its peak: {max(job[w:]) - job[w]:+.1f} MB (recycled every 10 trials)")
-    print(f"worker (sweeper + trial process) peak growth after trial {w + 1}: {growth:+.1f} MB "
-          f"(target < 150 MB) -> {'OK' if growth < 150 else 'OVER'}")  # fmt: skip
+    early, late = worker[w : w + 10], worker[-10:]
+    drift = sum(late) / len(late) - sum(early) / len(early)  # long-term growth
+    amplitude = max(worker[w:]) - min(worker[w:])  # the saw-tooth between recycles
+    print(f"sweeper process: {rss[w]:.0f} MB after trial {w + 1}, {rss[-1]:.0f} MB after trial {len(rss)}")
+    print(f"worker (sweeper + trial process): mean of trials {w + 1}-{w + len(early)} {sum(early) / len(early):.0f} MB, "
+          f"mean of the last {len(late)} {sum(late) / len(late):.0f} MB -> drift {drift:+.1f} MB (target < 150 MB: "
+          f"{'OK' if drift < 150 else 'OVER'}); range after trial {w + 1}: {amplitude:.0f} MB")  # fmt: skip
     if args.json:
-        result = {"launcher": args.launcher, "rss_mb": rss, "job_rss_mb": job, "peak_growth_mb": growth, "warmup": w + 1, "wall_s": wall}
+        result = {
+            "launcher": args.launcher,
+            "rss_mb": rss,
+            "job_rss_mb": job,
+            "drift_mb": drift,
+            "range_mb": amplitude,
+            "warmup": w + 1,
+            "wall_s": wall,
+        }
         Path(args.json).write_text(json.dumps(result, indent=2))
 
 
