@@ -176,7 +176,9 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
             loss = keras.losses.SparseCategoricalCrossentropy()
             train_ds, val_ds, test_ds = data.train, data.val, data.test
         with strategy.scope():
-            model.compile(optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile)
+            model.compile(
+                optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile
+            )
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -153,7 +153,11 @@ class ResNetSpec:
         _one_of("stem.kind", self.stem.kind, STEMS)
         _check_int("stem.width", self.stem.width, 1)
         _check_int("num_classes", self.num_classes, 2)
-        if not isinstance(self.input_shape, tuple) or len(self.input_shape) != 3 or not all(_is_int(v) and v >= 1 for v in self.input_shape):
+        if (
+            not isinstance(self.input_shape, tuple)
+            or len(self.input_shape) != 3
+            or not all(_is_int(v) and v >= 1 for v in self.input_shape)
+        ):
             shown = list(self.input_shape) if isinstance(self.input_shape, tuple) else self.input_shape
             raise SpecError("input_shape", shown, "[height, width, channels], each an integer >= 1")
         if not _is_number(self.width_multiplier) or self.width_multiplier <= 0:

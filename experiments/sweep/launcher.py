@@ -129,4 +129,6 @@ class ProcessLauncherConf:
 def launcher_config_store() -> None:
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(group="hydra/launcher", name="resnet_blocks_process", node=ProcessLauncherConf, provider="resnet_blocks")
+    ConfigStore.instance().store(
+        group="hydra/launcher", name="resnet_blocks_process", node=ProcessLauncherConf, provider="resnet_blocks"
+    )
