@@ -35,7 +35,7 @@ def user_errors(fn):
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except RunFailure as err:
-            print(f"error: run failed: {err}", file=sys.stderr)
+            print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
 
     return wrapper

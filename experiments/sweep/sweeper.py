@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import RetryFailedTrialCallback
 from optuna.trial import TrialState
 
-from experiments.cli import RunFailure, UserError
+from experiments.cli import RunFailure, UserError, user_errors
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.sweep import study as st
 from experiments.sweep.config import SweeperConf
@@ -148,22 +148,8 @@ class SweeperImpl:
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
     # -- the loop -------------------------------------------------------------------------
+    @user_errors  # bad settings: one clear line (exit 2) before any trial; an abort: exit 1
     def sweep(self, arguments: list[str]) -> Any:
-        """Run the sweep; bad settings exit with one clear line (code 2) before any trial."""
-        import sys
-
-        from resnet_blocks import RegistryError
-
-        try:
-            return self._sweep(arguments)
-        except (SpecError, RegistryError, UserError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except SweepAborted as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
-
-    def _sweep(self, arguments: list[str]) -> Any:
         from experiments.config import model_spec  # noqa: F401 - registers resolvers
         from experiments.tracking import StudyRuns, check_tracking_uri
 

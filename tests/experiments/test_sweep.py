@@ -101,15 +101,16 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
 
 def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
     # First invocation stops (timeout) after its first trial; the rerun completes the total.
-    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.timeout=0.5", "hydra.sweeper.pruner.name=none")
+    fast = "hydra/launcher=basic"  # in-process trials: no second TensorFlow import per invocation
+    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.timeout=0.5", "hydra.sweeper.pruner.name=none", fast)
     assert len(load(tmp_path).trials) == 1
     _, parents, _ = mlflow_runs(tmp_path)
     first_parent = parents[0].info.run_id
-    proc = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none")
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none", fast)
     assert "resuming with 1 done" in proc.stdout
     study = load(tmp_path)
     assert len(study.trials) == 3 and all(t.state == TrialState.COMPLETE for t in study.trials)
-    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none")  # already done: no new trial
+    sweep(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none", fast)  # already done: no new trial
     assert len(load(tmp_path).trials) == 3
     _, parents, children = mlflow_runs(tmp_path)
     assert [p.info.run_id for p in parents] == [first_parent]
@@ -167,6 +168,7 @@ def test_failure_rate_limit_aborts_a_hopeless_sweep(tmp_path):
         "hydra.sweeper.n_trials=6",
         "hydra.sweeper.max_failure_rate=0.5",
         "hydra.sweeper.min_trials_for_failure_rate=2",
+        "hydra/launcher=basic",
         check=False,
     )
     assert proc.returncode != 0
@@ -200,6 +202,7 @@ def test_multiobjective_sweep_reports_a_pareto_front(tmp_path):
         "hydra.sweeper.n_trials=3",
         "trainer.epochs=1",
         "hydra.sweeper.study_name=mo",
+        "hydra/launcher=basic",
         name="multiobjective",
     )
     study = load(tmp_path, "mo")
