@@ -145,7 +145,9 @@ class FiniteLossGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise NonFiniteLossError(f"training diverged: non-finite training loss ({float(loss)}) at epoch {epoch + 1}")
+            raise NonFiniteLossError(
+                f"training diverged: non-finite training loss ({float(loss)}) at epoch {epoch + 1}"
+            )
 
 
 def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> TrainResult:

@@ -53,7 +53,14 @@ def runs(tracking_uri, experiment):
 
 def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     experiment = "three-workers"
-    common = ["hydra.sweeper.n_trials=30", "trainer.epochs=1", "hydra.sweeper.heartbeat_interval=2"]
+    # In-process trials (basic launcher): 3 workers x 10 trials on 2 cores without 6 more
+    # TensorFlow imports; the process launcher is covered by the kill -9 test.
+    common = [
+        "hydra.sweeper.n_trials=30",
+        "trainer.epochs=1",
+        "hydra.sweeper.heartbeat_interval=2",
+        "hydra/launcher=basic",
+    ]
     # Create the study, the MLflow experiment and the parent run once, before the workers.
     setup = subprocess.run(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common, "hydra.sweeper.setup_only=true"),
                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)  # fmt: skip
