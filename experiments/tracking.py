@@ -224,9 +224,13 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     def __init__(self, tracker):
         super().__init__()
         self.tracker = tracker
+        self.timing = None  # set by experiments.train: the EpochTiming callback, which runs first
 
     def on_epoch_end(self, epoch, logs=None):
-        self.tracker.log_metrics(keras_logs_to_metrics(logs or {}, self.model), step=epoch + 1)
+        metrics = keras_logs_to_metrics(logs or {}, self.model)
+        if self.timing is not None and self.timing.train_s:
+            metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
+        self.tracker.log_metrics(metrics, step=epoch + 1)
 
 
 class NullTracker:

@@ -99,6 +99,9 @@ def make_optimizer(t, steps_per_epoch: int):
 
 def _callbacks(t, extra: Sequence[Any]):
     timing = EpochTiming()
+    for cb in extra:  # callbacks that report per-epoch timing (the MLflow logger) get it here
+        if hasattr(cb, "timing"):
+            cb.timing = timing
     cbs: list[Any] = [timing, FiniteLossGuard()]
     if t.checkpoint_dir:
         cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
@@ -132,8 +135,6 @@ class EpochTiming(keras.callbacks.Callback):
         v0 = self._v0 or end
         self.train_s.append(v0 - self._t0)
         self.eval_s.append(end - v0)
-        if logs is not None:  # seen by later callbacks (the MLflow logger)
-            logs["perf/epoch_train_s"] = self.train_s[-1]
 
 
 class FiniteLossGuard(keras.callbacks.Callback):
