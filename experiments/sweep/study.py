@@ -30,37 +30,43 @@ MLFLOW_RUN_ATTR = "mlflow_run_id"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
-    """The configured sampler; unknown options are a SpecError naming them."""
+_SAMPLER_TYPES = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "gp": optuna.samplers.GPSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+}
+_PRUNER_TYPES = {
+    "median": optuna.pruners.MedianPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def _construct(kind: str, conf, factory, **fixed):
+    """``factory(**fixed, **conf.options)``; unknown options are a SpecError naming them."""
+    options = dict(conf.options or {})
     try:
-        return _make_sampler(conf, search_space)
+        return factory(**fixed, **options)
     except TypeError as err:
         raise SpecError(
-            "hydra.sweeper.sampler.options",
-            dict(conf.options or {}),
-            f"keyword arguments of the {conf.name} sampler ({err})",
+            f"hydra.sweeper.{kind}.options", options, f"keyword arguments of the {conf.name} {kind} ({err})"
         ) from None
 
 
-def _make_sampler(conf, search_space):
-    name, seed, options = conf.name, conf.seed, dict(conf.options or {})
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, **options)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed, **options)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, **options)
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, **options)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, **options)
-    if name == "grid":
+def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
+    """The configured sampler (``grid`` takes its grid from the search space)."""
+    if conf.name == "grid":
         if not search_space:
             raise SpecError(
-                "hydra.sweeper.sampler.name", name, "a search space of choice(...)/range(...) params for grid"
+                "hydra.sweeper.sampler.name", conf.name, "a search space of choice(...)/range(...) params for grid"
             )
-        return _AskTellGridSampler(search_space, seed=seed, **options)
-    raise SpecError("hydra.sweeper.sampler.name", name, "one of " + ", ".join(SAMPLERS))
+        return _construct("sampler", conf, lambda **kw: _AskTellGridSampler(search_space, **kw), seed=conf.seed)
+    if conf.name not in _SAMPLER_TYPES:
+        raise SpecError("hydra.sweeper.sampler.name", conf.name, "one of " + ", ".join(SAMPLERS))
+    return _construct("sampler", conf, _SAMPLER_TYPES[conf.name], seed=conf.seed)
 
 
 class _AskTellGridSampler(optuna.samplers.GridSampler):
@@ -76,28 +82,12 @@ class _AskTellGridSampler(optuna.samplers.GridSampler):
 
 
 def make_pruner(conf):
-    """The configured pruner; unknown options are a SpecError naming them."""
-    try:
-        return _make_pruner(conf)
-    except TypeError as err:
-        raise SpecError(
-            "hydra.sweeper.pruner.options",
-            dict(conf.options or {}),
-            f"keyword arguments of the {conf.name} pruner ({err})",
-        ) from None
-
-
-def _make_pruner(conf):
-    name, options = conf.name, dict(conf.options or {})
-    if name == "median":
-        return optuna.pruners.MedianPruner(**options)
-    if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(**options)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**options)
-    if name == "none":
+    """The configured pruner."""
+    if conf.name not in _PRUNER_TYPES:
+        raise SpecError("hydra.sweeper.pruner.name", conf.name, "one of " + ", ".join(PRUNERS))
+    if conf.name == "none":
         return optuna.pruners.NopPruner()
-    raise SpecError("hydra.sweeper.pruner.name", name, "one of " + ", ".join(PRUNERS))
+    return _construct("pruner", conf, _PRUNER_TYPES[conf.name])
 
 
 def is_sqlite(url: str | None) -> bool:
@@ -126,20 +116,12 @@ def make_storage(
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
-def load_study(name: str, storage) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage)
-
-
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried."""
     retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
     retried.discard(None)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [t for t in trials if t.state in finished and not (t.state == TrialState.FAIL and t.number in retried)]
-
-
-def in_flight(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    return [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
 @contextmanager

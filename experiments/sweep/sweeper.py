@@ -11,7 +11,7 @@ import math
 import os
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -48,7 +48,6 @@ class Pending:
     overrides: list[str]
     arch: str
     retry_of: int | None = None
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 class SweeperImpl:
