@@ -1,0 +1,36 @@
+"""``python -m experiments.run --help`` is the map of the config: groups, common keys, next steps."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from omegaconf import OmegaConf
+
+import experiments.config  # noqa: F401  (registers the schemas the configs extend)
+
+from .conftest import CONF, REPO
+
+
+def _help() -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_help_lists_every_preset_and_real_keys(make_cfg):
+    text = _help()
+    for group in ("model", "data", "trainer", "tracking", "sweep"):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"{group}: "))
+        listed = set(line.split(": ", 1)[1].split(", "))
+        assert listed == {p.stem for p in (CONF / group).glob("*.yaml")}, group
+    # Every key the help documents exists in the composed config (the help cannot drift).
+    section = text.split("== Common keys (key=value) ==")[1].split("== Examples ==")[0]
+    keys = [ln.split()[0] for ln in section.strip().splitlines()]
+    assert "model.block" in keys and "trainer.learning_rate" in keys
+    cfg = make_cfg()
+    for key in keys:
+        assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key
+    assert "python -m experiments.blocks" in text and "--cfg job" in text
