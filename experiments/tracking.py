@@ -87,6 +87,10 @@ def check_tracking_uri(uri: str) -> None:
                 os.environ[k] = v
 
 
+# MLflow 3's UI opens an experiment without this tag in its GenAI (traces) view; ours train models.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def get_or_create_experiment(name: str) -> str:
     import mlflow
 
@@ -94,9 +98,11 @@ def get_or_create_experiment(name: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             mlflow.tracking.MlflowClient().restore_experiment(exp.experiment_id)
+        if "mlflow.experimentKind" not in exp.tags:  # created elsewhere: keep a kind the user chose
+            mlflow.tracking.MlflowClient().set_experiment_tag(exp.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return exp.experiment_id
     try:
-        return mlflow.create_experiment(name)
+        return mlflow.create_experiment(name, tags=EXPERIMENT_KIND)
     except Exception:  # noqa: BLE001 - created concurrently by another worker
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:

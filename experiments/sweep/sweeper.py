@@ -240,7 +240,12 @@ class SweeperImpl:
         finally:
             self._heartbeats.close()
             if runs and parent:
-                runs.log_metric(parent, "sweep/wall_s", time.monotonic() - started, step=int(time.time()))
+                # Step = trials in the study when this worker stopped: the UI charts wall time by trials.
+                try:
+                    done = len(study.get_trials(deepcopy=False))
+                except Exception:  # noqa: BLE001 - storage gone; still record the wall time
+                    done = 0
+                runs.log_metric(parent, "sweep/wall_s", time.monotonic() - started, step=done)
             self._finish(study, runs, parent, objectives, progress, status, reason)
         return None
 

@@ -10,24 +10,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+from tests.servers import mlflow_server as start_mlflow_server
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg_bindir() -> Path | None:
@@ -89,28 +82,5 @@ def mlflow_server(postgres_server, tmp_path_factory):
     """A real ``mlflow server`` with a PostgreSQL backend store; yields its URL."""
     backend = create_database(postgres_server, "mlflow")
     artifacts = tmp_path_factory.mktemp("mlartifacts")
-    port = free_port()
-    log = open(artifacts.parent / "mlflow-server.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend,
-         "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"mlflow server exited: {open(log.name).read()[-3000:]}") from None
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"mlflow server did not start: {open(log.name).read()[-3000:]}")
+    with start_mlflow_server(backend, artifacts, artifacts.parent / "mlflow-server.log", workers=2) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
