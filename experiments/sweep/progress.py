@@ -89,6 +89,9 @@ class Progress:
             )
             self.console.print(f"  retrain: {b['command']}")
 
+    def report(self, path) -> None:
+        self.console.print(f"report: {path}")
+
 
 def _best_text(study, objectives: list[str]) -> str:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]

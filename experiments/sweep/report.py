@@ -1,4 +1,8 @@
-"""The study summary: best trial(s), a table of all trials, Optuna's plots -> parent run."""
+"""The study summary: best trial(s), a table of all trials, Optuna's plots, the HTML report.
+
+Logged to the parent MLflow run at the end of a sweep. ``python -m experiments.sweep.report``
+rebuilds the HTML report of any study from its storage (e.g. while workers still run).
+"""
 
 from __future__ import annotations
 
@@ -92,8 +96,55 @@ def _plots(study, objectives: list[str], out: Path) -> list[str]:
     return made
 
 
-def log_summary(runs, parent: str, study, summary: dict, *, compose) -> None:
-    """Log the summary, trials table, best config(s) and plots to the parent run."""
+CURVE_METRICS = ("val/accuracy", "val/loss", "train/loss")
+
+
+def report_inputs(study, summary: dict, *, compose=None, client=None):
+    """Stage specs and learning curves of the top trials, for :func:`html_report.render`.
+
+    Specs come from composing each trial's overrides (no model is built); curves from the
+    trials' MLflow runs when a client is given, else from Optuna's intermediate values.
+    """
+    from experiments.run import plan_run
+    from experiments.sweep.html_report import ReportInputs, top_trials
+
+    rows = {r["number"]: r for r in summary["trials"]}
+    top = top_trials(study)
+    inputs = ReportInputs(specs={}, curves={})
+    for n in top:
+        if compose is not None:
+            try:
+                inputs.specs[n] = plan_run(compose(rows[n]["overrides"]), build=False).spec
+            except Exception as err:  # noqa: BLE001 - e.g. a plugin no longer importable
+                log.info("report: no stage diagram for trial %d: %s", n, err)
+        run_id = rows[n].get("mlflow_run_id")
+        if client is not None and run_id:
+            curves = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVE_METRICS}
+            inputs.curves[n] = {k: sorted(v) for k, v in curves.items() if v}
+    if client is not None:
+        inputs.curve_source = "the trials' MLflow runs"
+    else:
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        monitor = study.user_attrs.get("monitor", "pruning metric")
+        inputs.curves = {n: {monitor: sorted(trials[n].intermediate_values.items())} for n in top}
+        inputs.curve_source = "Optuna's intermediate values (the pruning metric)"
+    return inputs
+
+
+def write_report(path: Path, study, summary: dict, *, compose=None, client=None) -> Path:
+    """Render the HTML report to ``path`` atomically (a reader never sees half a page)."""
+    from experiments.sweep.html_report import render
+
+    text = render(study, summary, report_inputs(study, summary, compose=compose, client=client))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def log_summary(runs, parent: str, study, summary: dict, *, compose, report_copy: Path | None = None) -> None:
+    """Log the summary, trials table, best config(s), plots and HTML report to the parent run."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -112,6 +163,10 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose) -> None:
         plots = out / "plots"
         plots.mkdir()
         made = _plots(study, summary["objectives"], plots)
+        report = write_report(out / "report.html", study, summary, compose=compose, client=runs.client)
+        if report_copy is not None:
+            report_copy.parent.mkdir(parents=True, exist_ok=True)
+            report_copy.write_bytes(report.read_bytes())
         runs.log_artifacts(parent, out)
     counts = summary["counts"]
     for state in ("COMPLETE", "PRUNED", "FAIL"):
@@ -124,3 +179,53 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose) -> None:
     elif summary["best"]:
         runs.set_tags(parent, {"pareto.trials": ",".join(str(b["number"]) for b in summary["best"])})
     runs.set_tags(parent, {"plots": ",".join(made)})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.sweep.report --storage URL --study NAME [-o report.html]``."""
+    import argparse
+
+    import optuna
+
+    p = argparse.ArgumentParser(prog="python -m experiments.sweep.report", description="Write a study's HTML report.")
+    p.add_argument("--storage", required=True, help="the study's Optuna storage URL, e.g. sqlite:///optuna.db")
+    p.add_argument("--study", required=True, help="the study name (hydra.sweeper.study_name)")
+    p.add_argument("--tracking-uri", help="MLflow store or server of the trials' runs (learning curves)")
+    p.add_argument("-o", "--output", default="report.html")
+    p.add_argument("--config-dir", default=str(Path(__file__).resolve().parents[2] / "conf"))
+    args = p.parse_args(argv)
+    from experiments.cli import UserError
+
+    try:
+        study = optuna.load_study(study_name=args.study, storage=args.storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
+        raise UserError(f"--study: no study {args.study!r} in {args.storage}; studies there: {names}") from None
+    objectives = study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
+    summary = study_summary(study, list(objectives))
+    client = None
+    if args.tracking_uri:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(args.tracking_uri)
+    print(write_report(Path(args.output), study, summary, compose=_composer(args.config_dir), client=client))
+    return 0
+
+
+def _composer(config_dir: str):
+    def compose(overrides):
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        import experiments.config  # noqa: F401 - registers the schemas
+
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            return hydra_compose("config", overrides=list(overrides))
+
+    return compose
+
+
+if __name__ == "__main__":
+    from experiments.cli import user_errors
+
+    raise SystemExit(user_errors(main)())

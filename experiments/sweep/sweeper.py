@@ -12,6 +12,7 @@ import os
 import shlex
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -178,6 +179,7 @@ class SweeperImpl:
                 f"{[d.name.lower() for d in study.directions]}, the directions study {c.study_name!r} was created with",
             )  # fmt: skip
         study.set_user_attr("objectives", objectives)
+        study.set_user_attr("monitor", monitor)  # the per-epoch metric (reports plot it without MLflow)
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name) if tracking.enabled else None
         parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR)) if runs else None
         if parent:
@@ -428,17 +430,19 @@ class SweeperImpl:
             progress.finished(frozen, study)
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
-        from experiments.sweep.report import study_summary
+        from experiments.sweep.report import log_summary, study_summary, write_report
 
         summary = study_summary(study, objectives)
         progress.summary(summary)
+        report = Path(self.config.hydra.sweep.dir) / "report.html"
         if runs and parent:
             try:
-                from experiments.sweep.report import log_summary
-
-                log_summary(runs, parent, study, summary, compose=self._compose)
+                log_summary(runs, parent, study, summary, compose=self._compose, report_copy=report)
             finally:
                 runs.end(parent, status, reason)
+        else:
+            write_report(report, study, summary, compose=self._compose)
+        progress.report(report)
 
     def _dry_run(self, params, fixed, hook, n: int) -> None:
         """Sample ``n`` architectures from the space and print them; no training, no storage."""

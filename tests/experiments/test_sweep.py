@@ -93,10 +93,17 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
         # The exact overrides to reproduce the trial are recorded.
         assert any(o.startswith("trainer.learning_rate=") for o in t.user_attrs["overrides"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.json", "trials.csv", "best_config.yaml", "plots"} <= artifacts
+    assert {"summary.json", "trials.csv", "best_config.yaml", "plots", "report.html"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots and "plots/parallel_coordinate.png" in plots
     assert "retrain: python -m experiments.run +sweep=t_pruning" in proc.stdout
+    # The HTML report: in the parent run and in the sweep directory, curves from the MLflow runs.
+    page = (tmp_path / "multirun" / "report.html").read_text()
+    assert page == open(client.download_artifacts(parent.info.run_id, "report.html")).read()
+    best = study.best_trial
+    assert f"#1: t{best.number:02d} {best.user_attrs['arch']}" in page
+    assert "<svg class=\"arch\"" in page and "MLflow runs." in page
+    assert f"report: {tmp_path / 'multirun' / 'report.html'}" in proc.stdout
 
 
 def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
@@ -214,6 +221,8 @@ def test_multiobjective_sweep_reports_a_pareto_front(tmp_path):
     assert "plots/pareto_front.png" in {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     front = json.loads(open(client.download_artifacts(parent.info.run_id, "pareto_front.json")).read())
     assert front and all(len(p["values"]) == 2 for p in front)
+    page = open(client.download_artifacts(parent.info.run_id, "report.html")).read()
+    assert "first two objectives" in page
     assert "Pareto front" in proc.stdout or "best t" in proc.stdout
 
 

@@ -121,6 +121,11 @@ def test_parent_artifacts_hold_the_report(ui, page):
     url, client = ui
     exp, parent, _ = _sweep_runs(client)
     page.goto(f"{url}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}/artifacts")
-    for name in ("trials.csv", "best_config.yaml", "summary.json", "plots"):
+    for name in ("trials.csv", "best_config.yaml", "summary.json", "plots", "report.html"):
         page.get_by_text(name, exact=True).first.wait_for()
+    # The HTML report previews inside the UI.
+    page.get_by_text("report.html", exact=True).first.click()
+    report = page.frame_locator("iframe").first
+    report.get_by_text("Best architectures").wait_for()
+    report.locator("svg.arch").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "parent_artifacts.png"), full_page=True)
