@@ -102,7 +102,7 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     assert page == open(client.download_artifacts(parent.info.run_id, "report.html")).read()
     best = study.best_trial
     assert f"#1: t{best.number:02d} {best.user_attrs['arch']}" in page
-    assert "<svg class=\"arch\"" in page and "MLflow runs." in page
+    assert '<svg class="arch"' in page and "MLflow runs." in page
     assert f"report: {tmp_path / 'multirun' / 'report.html'}" in proc.stdout
 
 
