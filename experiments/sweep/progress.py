@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
+from rich.markup import escape as esc  # user text (overrides, reasons) is not markup
 from rich.table import Table
 
 _STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
@@ -34,18 +36,19 @@ class Progress:
         self.console.rule(f"[bold]sweep {study_name}[/]: {self.n_trials} trials{resumed} ({storage})")
 
     def note(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/]")
+        self.console.print(f"[dim]{esc(text)}[/]")
 
     def running(self, number: int, arch: str, values: dict[str, Any]) -> None:
-        params = " ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in values.items())
+        params = esc(" ".join(f"{k.split('.')[-1]}={_fmt(v)}" for k, v in values.items()))
         self.console.rule(
-            f"[bold]t{number:02d}[/] [{self.done}/{self.n_trials} done] running {arch}  [dim]{params}[/]", align="left"
+            f"[bold]t{number:02d}[/] [{self.done}/{self.n_trials} done] running {esc(arch)}  [dim]{params}[/]",
+            align="left",
         )
 
     def rejected(self, number: int, arch: str | None, reason: str) -> None:
         self.done += 1
         self.console.print(
-            f"[yellow]t{number:02d} rejected before training[/] ({arch or 'invalid'}): {reason}  [{self.done}/{self.n_trials}]"
+            f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  [{self.done}/{self.n_trials}]"
         )
 
     def finished(self, trial: FrozenTrial, study) -> None:
@@ -55,13 +58,13 @@ class Progress:
         if trial.state == TrialState.COMPLETE:
             text += " " + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, trial.values))
         elif trial.state == TrialState.PRUNED:
-            text += f" ({trial.user_attrs.get('pruned_reason', 'pruned')})"
+            text += f" ({esc(trial.user_attrs.get('pruned_reason', 'pruned'))})"
         else:
-            text += f" ({trial.user_attrs.get('fail_reason', '')})"
+            text += f" ({esc(trial.user_attrs.get('fail_reason', ''))})"
         text += f"  [{self.done}/{self.n_trials}]"
         best = _best_text(study, self.objectives)
         if best:
-            text += f"  best: {best}"
+            text += f"  best: {esc(best)}"
         self.console.print(text)
 
     def summary(self, summary: dict) -> None:
@@ -77,7 +80,7 @@ class Progress:
                 f"{'*' if row['number'] in best_numbers else ''}t{row['number']:02d}",
                 row["state"] + (" (rejected)" if row.get("rejected") else ""),
                 *(("-" if v is None else f"{v:.4g}") for v in values),
-                row.get("arch") or "-",
+                esc(row.get("arch") or "-"),
                 f"{row['params']:,}" if row.get("params") else "-",
                 f"{row['macs']:,}" if row.get("macs") else "-",
             )
@@ -87,10 +90,10 @@ class Progress:
                 f"[bold]best t{b['number']:02d}[/] "
                 + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, b["values"]))
             )
-            self.console.print(f"  retrain: {b['command']}")
+            self.console.print(f"  retrain: {esc(b['command'])}")
 
     def report(self, path) -> None:
-        self.console.print(f"report: {path}")
+        self.console.print(f"report: {esc(str(Path(path).resolve()))}")
 
 
 def _best_text(study, objectives: list[str]) -> str:
@@ -113,12 +116,12 @@ def print_plan(rows) -> None:
         res = " -> ".join(f"{h}x{w}" for h, w in sizes) if sizes else "-"
         table.add_row(
             str(number),
-            arch,
+            esc(arch),
             res,
             f"{cost.trainable_params:,}" if cost else "-",
             f"{cost.macs:,}" if cost else "-",
-            verdict,
+            esc(verdict),
         )
     console.print(table)
     for number, *_, overrides in rows:
-        console.print(f"[dim]{number}: {' '.join(overrides)}[/]")
+        console.print(f"[dim]{number}: {esc(' '.join(overrides))}[/]")

@@ -74,15 +74,18 @@ class SweeperImpl:
 
     # -- validation, before any trial ---------------------------------------------------
     def _split_arguments(self, arguments: list[str]) -> tuple[list[Param], list[str]]:
-        """Command-line sweeps (``key=choice(...)``) join the space; the rest is fixed."""
-        params = parse_space(OmegaConf.to_container(self.conf.params, resolve=True))
+        """Command-line sweeps (``key=choice(...)``) join the space, replacing the sweep config's
+        entry for the same key; a plain ``key=value`` fixes a key (and drops it from the space)."""
+        params = {p.key: p for p in parse_space(OmegaConf.to_container(self.conf.params, resolve=True))}
         fixed: list[str] = []
         for override in OverridesParser.create().parse_overrides(arguments):
+            key = override.get_key_element().lstrip("+~")
             if override.is_sweep_override():
-                params.append(parse_param(override.get_key_element(), _rhs(override.input_line)))
+                params[key] = parse_param(key, _rhs(override.input_line))
             else:
+                params.pop(key, None)
                 fixed.append(override.input_line)
-        return params, fixed
+        return list(params.values()), fixed
 
     def _validate(self, params: list[Param], fixed: list[str]):
         c = self.conf

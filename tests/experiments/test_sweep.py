@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -231,6 +232,20 @@ def test_dry_run_prints_architectures_without_training(tmp_path):
     assert "dry run: 5 sampled architectures" in proc.stdout
     assert "8x8" in proc.stdout and "Epoch" not in proc.stdout
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_command_line_overrides_replace_the_sweep_configs_space(tmp_path):
+    # `blocks` searches model.block over four blocks and model.depths over four lists: a
+    # command-line choice replaces the first, a plain value (SMALL's depths) fixes the second.
+    proc = sweep(tmp_path, "hydra.sweeper.dry_run=6", "model.block=choice(regular_v1,bottleneck_v1)", name="blocks")
+    lines = [ln.split(": ", 1)[1].split() for ln in proc.stdout.splitlines() if re.match(r"^\d+: ", ln)]
+    assert len(lines) == 6
+    for args in lines:
+        blocks = [a for a in args if a.startswith("model.block=")]
+        assert len(blocks) == 1 and blocks[0] in ("model.block=regular_v1", "model.block=bottleneck_v1"), args
+        assert [a for a in args if a.startswith("model.depths=")] == ["model.depths=[1,1,1]"], args
+    # List values print as given (not eaten as console markup).
+    assert "model.widths=[8,8,16]" in proc.stdout
 
 
 def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
