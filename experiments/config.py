@@ -40,6 +40,7 @@ class ModelConfig:
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dropout: float = 0.0
+    stride_position: str = "first"  # first | last (the stride on each stage's last block: Keras/TF-slim V2)
     plugins: list[str] = field(default_factory=list)  # modules that register user blocks
 
 
@@ -198,6 +199,7 @@ def model_spec(model: DictConfig | ModelConfig, *, input_shape=None, num_classes
         bn_momentum=m["bn_momentum"],
         bn_epsilon=m["bn_epsilon"],
         dropout=m["dropout"],
+        stride_position=m.get("stride_position", "first"),
         field_prefix="model.",
     )
 

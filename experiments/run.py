@@ -42,7 +42,8 @@ def arch_label(model: DictConfig) -> str:
     strides = "".join(str(s) for s in model.strides)
     width = model.widths[0]
     mult = f"x{model.width_multiplier:g}" if model.width_multiplier != 1 else ""
-    return f"{'+'.join(dict.fromkeys(blocks))} d{depths} w{width}{mult} s{strides}"
+    last = "-last" if model.get("stride_position") == "last" else ""
+    return f"{'+'.join(dict.fromkeys(blocks))} d{depths} w{width}{mult} s{strides}{last}"
 
 
 def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:

@@ -44,6 +44,7 @@ def build_resnet(spec: ResNetSpec, *, name: str = "resnet") -> keras.Model:
         shortcut_name=spec.shortcut,
         bn_momentum=spec.bn_momentum,
         bn_epsilon=spec.bn_epsilon,
+        subsample_shortcut=spec.stride_position == "last",
     )
     inputs = keras.Input(shape=spec.input_shape, name="input")
     x = inputs
@@ -55,9 +56,10 @@ def build_resnet(spec: ResNetSpec, *, name: str = "resnet") -> keras.Model:
         entry = get_block(stage.block)
         kwargs = spec.block_args_for(stage.block)
         width = spec.stage_width(stage)
+        strided = 1 if spec.stride_position == "first" else stage.depth
         for j in range(1, stage.depth + 1):
             x = entry.fn(
-                x, width=width, stride=stage.stride if j == 1 else 1, name=f"stage{i}_block{j}", ctx=ctx, **kwargs
+                x, width=width, stride=stage.stride if j == strided else 1, name=f"stage{i}_block{j}", ctx=ctx, **kwargs
             )
 
     if spec.use_final_norm_act:

@@ -71,6 +71,7 @@ class BuildContext:
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     kernel_initializer: str = "he_normal"
+    subsample_shortcut: bool = False  # stride_position='last': a stride-only change subsamples
 
     @property
     def channel_axis(self) -> int:
@@ -121,6 +122,8 @@ class BuildContext:
         """Identity when the shape is unchanged, else the configured shortcut."""
         if stride == 1 and self.channels(x) == filters:
             return x
+        if self.subsample_shortcut and self.channels(x) == filters:
+            return layers.MaxPooling2D(1, strides=stride, data_format=self.data_format, name=f"{name}_subsample")(x)
         entry = get_shortcut(self.shortcut_name)
         return entry.fn(x, filters=filters, stride=stride, name=name, ctx=self, norm=norm)
 

@@ -19,6 +19,7 @@ from resnet_blocks.registry import BLOCKS, SHORTCUTS, get_block
 STEMS = ("imagenet", "cifar")
 DATA_FORMATS = ("channels_last", "channels_first")
 STRIDES = (1, 2)
+STRIDE_POSITIONS = ("first", "last")
 # Arguments every block function receives from the builder (not from block_args).
 _BUILDER_ARGS = {"x", "width", "stride", "name", "ctx"}
 
@@ -59,7 +60,8 @@ class StemSpec:
 
 @dataclass(frozen=True)
 class StageSpec:
-    """``depth`` blocks of type ``block``; the first has ``stride``, the rest stride 1.
+    """``depth`` blocks of type ``block``; the first has ``stride``, the rest stride 1
+    (the last one instead with ``ResNetSpec.stride_position='last'``).
 
     ``width`` is the block's width argument: output channels for basic blocks, the bottleneck
     width for bottlenecks (whose output is ``width * expansion``).
@@ -78,6 +80,11 @@ class ResNetSpec:
     ``final_norm_act`` (v2's BN-ReLU before pooling) defaults to whether the last stage's
     block is pre-activation. ``input_shape`` is always (height, width, channels); with
     ``data_format='channels_first'`` the model transposes once after the input.
+
+    ``stride_position``: ``first`` (default; He et al., torchvision, the published counts)
+    puts each stage's stride on its first block; ``last`` puts it on its last block, whose
+    shortcut then subsamples (a 1x1 max-pool with stride) where only the resolution changes,
+    as TF-slim's and ``keras.applications``' ResNet V2 do.
     """
 
     stages: tuple[StageSpec, ...]
@@ -92,6 +99,7 @@ class ResNetSpec:
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     dropout: float = 0.0
+    stride_position: str = "first"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -165,6 +173,7 @@ class ResNetSpec:
         if self.final_norm_act is not None and not isinstance(self.final_norm_act, bool):
             raise SpecError("final_norm_act", self.final_norm_act, "true, false or null (automatic)")
         _one_of("data_format", self.data_format, DATA_FORMATS)
+        _one_of("stride_position", self.stride_position, STRIDE_POSITIONS)
         if not _is_number(self.bn_momentum) or not 0.0 <= self.bn_momentum < 1.0:
             raise SpecError("bn_momentum", self.bn_momentum, "a number in [0, 1)")
         if not _is_number(self.bn_epsilon) or not self.bn_epsilon > 0:

@@ -200,3 +200,25 @@ def test_format_cost_table():
     assert f"trainable params:     {cost.trainable_params:,}" in table
     assert f"non-trainable params: {cost.non_trainable_params:,}" in table
     assert f"MACs (batch 1):       {cost.macs:,}" in table
+
+
+def test_stride_on_the_last_block_is_keras_resnet50v2():
+    """``stride_position='last'`` builds keras.applications.ResNet50V2's network: same MACs,
+    same output sizes per stage, and the parameters differ by exactly the conv biases Keras adds."""
+    spec = ResNetSpec.from_lists(**dict(IMAGENET, strides=[2, 2, 2, 1]), block="bottleneck", depths=[3, 4, 6, 3],
+                                 stride_position="last")  # fmt: skip
+    ours, theirs = build_resnet(spec), keras.applications.ResNet50V2(weights=None)
+    assert model_cost(ours).macs == model_cost(theirs).macs == 3_482_255_360
+    for stage, keras_block in ((1, "conv2_block3_out"), (2, "conv3_block4_out"), (3, "conv4_block6_out")):
+        assert ours.get_layer(f"stage{stage}_block{spec.stages[stage - 1].depth}_add").output.shape == (
+            theirs.get_layer(keras_block).output.shape
+        )
+        # The strided block's shortcut subsamples; the first block of the stage has the stride 1.
+        assert ours.get_layer(f"stage{stage}_block{spec.stages[stage - 1].depth}_shortcut_subsample")
+        assert ours.get_layer(f"stage{stage}_block1_conv2").strides == (1, 1)
+    keras_biases = sum(
+        int(np.prod(layer.bias.shape))
+        for layer in theirs.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.use_bias
+    )
+    assert theirs.count_params() - ours.count_params() == keras_biases == 19_008

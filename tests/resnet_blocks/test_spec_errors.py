@@ -227,3 +227,10 @@ def test_wrong_types_raise_spec_error(overrides, field):
     with pytest.raises(SpecError) as info:
         ResNetSpec(**{**SPEC_BASE, **overrides})
     assert info.value.field == field
+
+
+def test_stride_position_must_be_first_or_last():
+    with pytest.raises(SpecError) as err:
+        ResNetSpec.from_lists(block="regular", depths=[1], widths=[8], strides=[2], num_classes=2,
+                              input_shape=(8, 8, 1), stride_position="middle", field_prefix="model.")  # fmt: skip
+    assert err.value.field == "model.stride_position" and "'first', 'last'" in str(err.value)
