@@ -3,9 +3,11 @@
 Pairs, measured alternately in one process on synthetic data (same input, batch, classes,
 optimizer and loss on both sides):
 
-- ``resnet50``: our ResNet-50 v2 (``resnet50`` preset: pre-activation bottlenecks, projection
-  shortcuts, ImageNet stem, final BN-ReLU) vs ``keras.applications.ResNet50V2``, 224x224x3,
-  1000 classes;
+- ``resnet50``: our ResNet-50 v2 (pre-activation bottlenecks, projection shortcuts, ImageNet
+  stem, final BN-ReLU) with ``stride_position='last'``, which is exactly
+  ``keras.applications.ResNet50V2``'s network (same MACs; Keras adds conv biases), against
+  ``keras.applications.ResNet50V2``, 224x224x3, 1000 classes; ``--stride-first`` measures our
+  default stride placement instead (15% more MACs);
 - ``resnet20``: our CIFAR ResNet-20 (post-activation basic blocks, projection shortcuts) vs a
   hand-written Keras ResNet-20 of the same architecture, 32x32x3, 10 classes.
 
@@ -80,11 +82,12 @@ def handwritten_resnet20(input_shape=(32, 32, 3), classes=10) -> keras.Model:
     return keras.Model(inputs, layers.Activation("softmax", dtype="float32")(x))
 
 
-def pair(name: str):
+def pair(name: str, stride_first: bool = False):
     if name == "resnet50":
+        placement = dict(strides=[1, 2, 2, 2]) if stride_first else dict(strides=[2, 2, 2, 1], stride_position="last")
         spec = ResNetSpec.from_lists(block="bottleneck", depths=[3, 4, 6, 3], widths=[64, 128, 256, 512],
-                                     strides=[1, 2, 2, 2], shortcut="projection", stem="imagenet", stem_width=64,
-                                     num_classes=1000, input_shape=(224, 224, 3))  # fmt: skip
+                                     shortcut="projection", stem="imagenet", stem_width=64,
+                                     num_classes=1000, input_shape=(224, 224, 3), **placement)  # fmt: skip
         theirs = keras.applications.ResNet50V2(weights=None, input_shape=(224, 224, 3), classes=1000)
         return build_resnet(spec), theirs, (224, 224, 3), 1000
     spec = ResNetSpec.from_lists(block="regular_v1", depths=[3, 3, 3], widths=[16, 32, 64], strides=[1, 2, 2],
@@ -110,16 +113,23 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (ours, theirs)")
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--jit", action="store_true", help="XLA (jit_compile=True)")
+    p.add_argument("--stride-first", action="store_true", help="resnet50: our default stride placement")
+    p.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's default)")
+    p.add_argument("--inter-op", type=int, default=0, help="TensorFlow inter-op threads (0: TensorFlow's default)")
     p.add_argument("--json")
     args = p.parse_args()
+    # Thread pools are fixed at TensorFlow's first op: set them before anything runs.
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op)
     keras.mixed_precision.set_global_policy(args.precision)
     peak = matmul_peak()
-    print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s   (precision {args.precision}, jit {args.jit})")
+    print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s   (precision {args.precision}, jit {args.jit}, "
+          f"threads intra {args.intra_op or 'default'} inter {args.inter_op or 'default'})")  # fmt: skip
     results = []
     for i, name in enumerate(args.models):
         batch = args.batch[i] if args.batch else (128 if name == "resnet20" else 32)
         steps = args.steps or (30 if name == "resnet20" else 6)
-        ours, theirs, shape, classes = pair(name)
+        ours, theirs, shape, classes = pair(name, args.stride_first)
         macs = model_cost(ours).macs
         theirs_macs = model_cost(theirs).macs
         rng = np.random.default_rng(0)
@@ -144,9 +154,7 @@ def main() -> None:
         print(f"{name:<9} batch {batch:>3}: ours {ips_a:8.1f} img/s, keras {ips_b:8.1f} img/s, ratio {ips_a / ips_b:.3f}; "
               f"utilisation ours {util:.2f}, keras {row['keras_utilisation']:.2f} of the matmul peak")  # fmt: skip
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"peak_flops": peak, "precision": args.precision, "jit": args.jit, "results": results}, indent=2)
-        )
+        Path(args.json).write_text(json.dumps({"peak_flops": peak, "args": vars(args), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -85,15 +85,20 @@ def build_model_for_config(spec: ResNetSpec):
         raise SpecError(field, err.value, err.allowed) from None
 
 
+_DRY_BUILDS: dict[str, ModelCost] = {}  # spec repr -> cost: a sweep samples the same architectures again
+
+
 def dry_build(spec: ResNetSpec) -> ModelCost:
     """Build the model once without training: catches shape errors that only the blocks
     themselves can detect (e.g. a zero-pad shortcut asked to reduce channels) and gives the
-    cost that budgets are checked against."""
+    cost that budgets are checked against. Costs are remembered per spec for this process."""
     import keras
 
-    cost = model_cost(build_model_for_config(spec))
-    keras.backend.clear_session(free_memory=True)  # the model was only for checking and counting
-    return cost
+    key = repr(spec)
+    if key not in _DRY_BUILDS:
+        _DRY_BUILDS[key] = model_cost(build_model_for_config(spec))
+        keras.backend.clear_session(free_memory=True)  # the model was only for checking and counting
+    return _DRY_BUILDS[key]
 
 
 def _tracker(cfg: DictConfig):

@@ -7,6 +7,7 @@ success, FAILED (with a ``failure_reason`` tag) on an error, KILLED on Ctrl-C.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+@functools.cache  # constant for the process; a sweep worker opens many runs
 def package_versions() -> dict[str, str]:
     out = {}
     for pkg in _PACKAGES:
@@ -51,6 +53,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+@functools.cache
 def git_commit() -> str | None:
     """The checkout's commit, if the code runs from a git work tree."""
     try:

@@ -187,7 +187,9 @@ def test_failure_rate_limit_aborts_a_hopeless_sweep(tmp_path):
 
 
 def test_constraints_reject_before_training(tmp_path):
-    sweep(tmp_path, "model.depths=[1,1,1,1]", "model.widths=[8,8,8,8]", "model.strides=[1,2,2,2]", name="t_constraints")
+    # The 4-stage space, restated on the command line (a plain value would fix the key instead).
+    sweep(tmp_path, "model.widths=choice([8,8,8,8],[64,64,64,64])", "model.strides=choice([1,2,2,2],[2,2,2,2])",
+          "model.depths=[1,1,1,1]", name="t_constraints")  # fmt: skip
     study = load(tmp_path)
     assert len(study.trials) == 3
     rejected = {t.number: t.user_attrs["rejected"] for t in study.trials if "rejected" in t.user_attrs}
