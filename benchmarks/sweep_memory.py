@@ -29,7 +29,8 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--warmup", type=int, default=5, help="growth is measured from after this trial")
     p.add_argument("--launcher", choices=["resnet_blocks_process", "basic"], default="resnet_blocks_process")
-    p.add_argument("--max-trials-per-process", type=int, default=5)
+    p.add_argument("--max-trials-per-process", type=int, default=None, help="(default: no count limit)")
+    p.add_argument("--max-worker-growth-mb", type=float, default=None, help="(default: the launcher's, 400)")
     p.add_argument("--json")
     args = p.parse_args()
     import optuna
@@ -41,7 +42,10 @@ def main() -> None:
             f"hydra.sweeper.storage={storage}", "hydra.sweeper.pruner.name=none", "trainer.epochs=1",
             "trainer.verbose=0", f"tracking.tracking_uri=sqlite:///{tmp}/mlflow.db", f"hydra.sweep.dir={tmp}/multirun",
             "tracking.log_model=true", f"hydra/launcher={args.launcher}",
-            *([f"hydra.launcher.max_trials_per_process={args.max_trials_per_process}"] if args.launcher != "basic" else []),
+            *([f"hydra.launcher.max_trials_per_process={args.max_trials_per_process}"]
+              if args.launcher != "basic" and args.max_trials_per_process else []),
+            *([f"hydra.launcher.max_worker_growth_mb={args.max_worker_growth_mb}"]
+              if args.launcher != "basic" and args.max_worker_growth_mb else []),
         ]  # fmt: skip
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env={**os.environ})
@@ -52,8 +56,9 @@ def main() -> None:
         trials = sorted(study.trials, key=lambda t: t.number)
         rss = [t.user_attrs.get("rss_mb", float("nan")) for t in trials]
         job = [t.user_attrs.get("job_rss_mb", float("nan")) for t in trials]
+        workers = len({t.user_attrs.get("job_pid") for t in trials})
     separate = args.launcher != "basic"
-    print(f"{len(rss)} trials, launcher {args.launcher}, {wall:.0f} s")
+    print(f"{len(rss)} trials, launcher {args.launcher}, {wall:.0f} s, {workers} worker process(es)")
     print("trial  sweeper RSS MB  trial-process RSS MB")
     for i, (v, j) in enumerate(zip(rss, job), 1):
         if i <= 3 or i % 5 == 0 or i == len(rss):
@@ -76,6 +81,7 @@ def main() -> None:
             "range_mb": amplitude,
             "warmup": w + 1,
             "wall_s": wall,
+            "worker_processes": workers,
         }
         Path(args.json).write_text(json.dumps(result, indent=2))
 

@@ -8,6 +8,7 @@ child run of the study's parent run. (The sweeper keeps the trial's heartbeat.)
 from __future__ import annotations
 
 import math
+import os
 
 import keras
 import optuna
@@ -91,5 +92,6 @@ def run_trial(cfg: DictConfig):
 
         try:
             trial.set_user_attr("job_rss_mb", rss_mb())
+            trial.set_user_attr("job_pid", os.getpid())  # which worker process ran it
         except Exception:  # noqa: BLE001 - the trial may already be finished (stale, retried)
             pass

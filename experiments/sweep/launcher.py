@@ -1,16 +1,18 @@
-"""A Hydra launcher that runs jobs in worker processes which are recycled every few trials.
+"""A Hydra launcher that runs jobs in worker processes which are recycled as they grow.
 
 TensorFlow keeps some memory for every model it traces, even after ``clear_session``
-(measured: 10-25 MB per small trial), so a long sweep in one process grows without bound.
-Here each worker process runs at most ``max_trials_per_process`` jobs and is then replaced,
-which bounds the growth while paying TensorFlow's import only once per that many trials.
-``n_jobs`` worker processes run jobs in parallel.
+(measured: 10-35 MB per small trial), so a long sweep in one process grows without bound.
+Here the workers are replaced once one of them has grown by ``max_worker_growth_mb`` since
+its first trial (and, if set, after ``max_trials_per_process`` jobs). That bounds memory
+while paying TensorFlow's import (seconds) only when needed: small models leak little, so
+their workers live long. ``n_jobs`` worker processes run jobs in parallel.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -38,8 +40,9 @@ def _die_with_parent() -> None:
         pass
 
 
-def _execute(payload: bytes) -> JobReturn:
-    """Runs in the worker process: one Hydra job, exactly as Hydra's own launchers do."""
+def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
+    """Runs in the worker process: one Hydra job, exactly as Hydra's own launchers do.
+    Returns the job's result with this worker's pid and resident memory afterwards."""
     idx, overrides, hydra_context, config, task_function, singleton_state = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -48,26 +51,38 @@ def _execute(payload: bytes) -> JobReturn:
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx
     HydraConfig.instance().set_config(sweep_config)
-    return run_job(
+    ret = run_job(
         hydra_context=hydra_context,
         config=sweep_config,
         task_function=task_function,
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
+    from experiments.sweep.sweeper import rss_mb
+
+    return ret, os.getpid(), rss_mb()
 
 
 class ProcessLauncherImpl:
-    def __init__(self, n_jobs: int = 1, max_trials_per_process: int = 5) -> None:
+    def __init__(
+        self, n_jobs: int = 1, max_trials_per_process: int | None = None, max_worker_growth_mb: float | None = 400
+    ) -> None:
         if n_jobs < 1:
             raise ValueError(f"hydra.launcher.n_jobs: received {n_jobs}; allowed: an integer >= 1")
-        if max_trials_per_process < 1:
+        if max_trials_per_process is not None and max_trials_per_process < 1:
             raise ValueError(
-                f"hydra.launcher.max_trials_per_process: received {max_trials_per_process}; allowed: an integer >= 1"
+                f"hydra.launcher.max_trials_per_process: received {max_trials_per_process}; "
+                "allowed: null or an integer >= 1"
             )
-        self.n_jobs, self.max_trials = n_jobs, max_trials_per_process
+        if max_worker_growth_mb is not None and not max_worker_growth_mb > 0:
+            raise ValueError(
+                f"hydra.launcher.max_worker_growth_mb: received {max_worker_growth_mb}; allowed: null or a number > 0"
+            )
+        self.n_jobs, self.max_trials, self.max_growth = n_jobs, max_trials_per_process, max_worker_growth_mb
         self.config = self.task_function = self.hydra_context = None
         self._pool: ProcessPoolExecutor | None = None
+        self._first_rss: dict[int, float] = {}  # worker pid -> RSS after its first trial
+        self.recycled = 0  # times the workers were replaced for growing (for logs and tests)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
@@ -77,7 +92,7 @@ class ProcessLauncherImpl:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.n_jobs,
                 mp_context=multiprocessing.get_context("spawn"),
-                max_tasks_per_child=self.max_trials,
+                max_tasks_per_child=self.max_trials,  # None: no count limit
                 initializer=_die_with_parent,
             )
         return self._pool
@@ -94,21 +109,30 @@ class ProcessLauncherImpl:
                 (initial_job_idx + i, list(overrides), self.hydra_context, self.config, self.task_function, state)
             )
             futures.append(self._executor().submit(_execute, payload))
-        returns = []
+        returns, grown = [], []
         for overrides, future in zip(job_overrides, futures):
             try:
-                returns.append(future.result())
+                ret, pid, rss = future.result()
+                returns.append(ret)
+                first = self._first_rss.setdefault(pid, rss)
+                if self.max_growth is not None and rss - first > self.max_growth:
+                    grown.append(f"worker {pid}: {first:.0f} -> {rss:.0f} MB")
             except BrokenProcessPool as err:  # the worker died (e.g. killed, out of memory)
                 self._pool = None
                 returns.append(_failed(overrides, RuntimeError(f"worker process died: {err}")))
             except Exception as err:  # noqa: BLE001 - report, don't crash the sweep
                 returns.append(_failed(overrides, err))
+        if grown:  # between batches no job runs: replace the workers with fresh ones
+            log.info("replacing worker processes (grew > %s MB): %s", self.max_growth, "; ".join(grown))
+            self.close()
+            self.recycled += 1
         return returns
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._first_rss.clear()
 
 
 def _failed(overrides: Sequence[str], err: BaseException) -> JobReturn:
@@ -123,7 +147,8 @@ class ProcessLauncherConf:
 
     _target_: str = "hydra_plugins.resnet_blocks_sweeper.ProcessLauncher"
     n_jobs: int = 1  # worker processes (trials at once: hydra.sweeper.n_jobs)
-    max_trials_per_process: int = 5  # then the worker is replaced by a fresh one
+    max_trials_per_process: int | None = None  # replace a worker after this many trials (null: no limit)
+    max_worker_growth_mb: float | None = 400  # replace the workers once one grew this much (null: never)
 
 
 def launcher_config_store() -> None:

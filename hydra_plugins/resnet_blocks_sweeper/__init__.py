@@ -31,12 +31,14 @@ class ResnetBlocksSweeper(Sweeper):
 
 
 class ProcessLauncher(Launcher):
-    """Jobs in spawned worker processes, each recycled after ``max_trials_per_process`` jobs."""
+    """Jobs in spawned worker processes, replaced when they grow (see experiments.sweep.launcher)."""
 
-    def __init__(self, n_jobs: int = 1, max_trials_per_process: int = 5) -> None:
+    def __init__(
+        self, n_jobs: int = 1, max_trials_per_process: int | None = None, max_worker_growth_mb: float | None = 400
+    ) -> None:
         from experiments.sweep.launcher import ProcessLauncherImpl
 
-        self._impl = ProcessLauncherImpl(n_jobs, max_trials_per_process)
+        self._impl = ProcessLauncherImpl(n_jobs, max_trials_per_process, max_worker_growth_mb)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self._impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)

@@ -98,6 +98,8 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots and "plots/parallel_coordinate.png" in plots
     assert "retrain: python -m experiments.run +sweep=t_pruning" in proc.stdout
+    # Worker processes are replaced only when they grow: four small trials share one worker.
+    assert len({t.user_attrs["job_pid"] for t in study.trials}) == 1
     # The HTML report: in the parent run and in the sweep directory, curves from the MLflow runs.
     page = (tmp_path / "multirun" / "report.html").read_text()
     assert page == open(client.download_artifacts(parent.info.run_id, "report.html")).read()
@@ -105,6 +107,18 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     assert f"#1: t{best.number:02d} {best.user_attrs['arch']}" in page
     assert '<svg class="arch"' in page and "MLflow runs." in page
     assert f"report: {tmp_path / 'multirun' / 'report.html'}" in proc.stdout
+
+
+def test_workers_that_grow_are_replaced(tmp_path):
+    # Any growth over 0.001 MB after a worker's first trial replaces it: at most 2 trials per worker.
+    sweep(tmp_path, "hydra.sweeper.n_trials=4", "trainer.epochs=1", "hydra/launcher=resnet_blocks_process",
+          "hydra.launcher.max_worker_growth_mb=0.001", "hydra.sweeper.pruner.name=none")  # fmt: skip
+    pids = [t.user_attrs["job_pid"] for t in load(tmp_path).trials]
+    assert len(pids) == 4 and max(pids.count(p) for p in pids) <= 2 and len(set(pids)) >= 2, pids
+    (tmp_path / "bad").mkdir()
+    proc = sweep(tmp_path / "bad", "hydra/launcher=resnet_blocks_process", "hydra.launcher.max_worker_growth_mb=0",
+                 check=False)  # fmt: skip
+    assert proc.returncode != 0 and "hydra.launcher.max_worker_growth_mb: received 0" in proc.stdout + proc.stderr
 
 
 def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
