@@ -3,9 +3,10 @@
 Runs a real sweep (default ``+sweep=quick``) with MLflow tracking into a temporary store,
 then compares the sweeper's own wall time (``sweep/wall_s`` on the parent run: sampling,
 model checks, job set-up, data, build, compile, logging, storage) with the time the trials
-spent in Keras train and validation steps (``perf/train_time_s`` + ``perf/eval_time_s`` of
-each child run). The first epoch of each trial also traces the training graph; that part is
-reported separately (first epoch minus the trial's median later epoch).
+spent in Keras train and validation steps (``perf/epoch_train_s`` + ``perf/epoch_eval_s`` of
+each child run, summed over epochs so that pruned trials count too), with a
+breakdown of the rest. The first epoch of each trial also traces the training graph; that
+part is reported separately (first epoch minus the trial's median later epoch).
 
     python benchmarks/sweep_overhead.py                      # the quick sweep as shipped
     python benchmarks/sweep_overhead.py trainer.epochs=8     # extra overrides
@@ -56,25 +57,26 @@ def main() -> None:
         def total(key: str) -> float:
             return sum(r.data.metrics.get(key, 0.0) for r in children)
 
-        train, evaluate = total("perf/train_time_s"), total("perf/eval_time_s")
-        tracing = 0.0
+        # Per-epoch timings exist for every trial, pruned ones included (their final metrics do not).
+        train = evaluate = tracing = 0.0
         for r in children:
-            hist = client.get_metric_history(r.info.run_id, "perf/epoch_train_s")
-            epochs = [m.value for m in sorted(hist, key=lambda m: m.step)]
+            epochs = [m.value for m in sorted(client.get_metric_history(r.info.run_id, "perf/epoch_train_s"),
+                                              key=lambda m: m.step)]  # fmt: skip
+            train += sum(epochs)
+            evaluate += sum(m.value for m in client.get_metric_history(r.info.run_id, "perf/epoch_eval_s"))
             if len(epochs) > 1:
                 tracing += max(0.0, epochs[0] - statistics.median(epochs[1:]))
         run_span = sum((r.info.end_time - r.info.start_time) / 1000 for r in children if r.info.end_time)
-        job_train_wall = total("perf/wall_time_s")  # experiments.train.train(): build, compile, fit, evaluate
+        build, data = total("perf/build_compile_s"), total("perf/data_s")
     steps = train + evaluate
     # Where the sweeper's wall time went, summed over trials (one trial at a time on this machine).
     parts = {
         "train steps (after first-epoch tracing)": train - tracing,
         "eval steps": evaluate,
         "first-epoch graph tracing": tracing,
-        "fit() besides steps (callbacks, iterators)": total("perf/fit_s") - train - evaluate,
-        "model build + compile": total("perf/build_compile_s"),
-        "data pipeline set-up": total("perf/data_s"),
-        "job tracking (MLflow params, config, final metrics)": run_span - job_train_wall - total("perf/data_s"),
+        "model build + compile": build,
+        "data pipeline set-up": data,
+        "rest of the job (fit() set-up, callbacks, MLflow logging)": run_span - steps - build - data,
         "launch (worker process, Hydra job, sweeper vetting, Optuna)": trial_s - run_span,
         "sweeper outside trials (study set-up, report)": sweep_wall - trial_s,
     }

@@ -235,10 +235,16 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self.tracker = tracker
         self.timing = None  # set by experiments.train: the EpochTiming callback, which runs first
 
+    def on_train_begin(self, logs=None):
+        # Logged now, not with the final metrics, so a pruned or failed trial has it too.
+        if self.timing is not None and "build_compile_s" in self.timing.phases:
+            self.tracker.log_metrics({"perf/build_compile_s": self.timing.phases["build_compile_s"]})
+
     def on_epoch_end(self, epoch, logs=None):
         metrics = keras_logs_to_metrics(logs or {}, self.model)
         if self.timing is not None and self.timing.train_s:
             metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
+            metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]
         self.tracker.log_metrics(metrics, step=epoch + 1)
 
 

@@ -120,6 +120,7 @@ class EpochTiming(keras.callbacks.Callback):
         super().__init__()
         self.train_s: list[float] = []
         self.eval_s: list[float] = []
+        self.phases: dict[str, float] = {}  # set by train(): build_compile_s before fit starts
         self._t0 = self._v0 = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -184,6 +185,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
             )
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
+        timing.phases = phases
         t0 = time.perf_counter()
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
