@@ -116,9 +116,16 @@ def make_storage(
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
+def retried_from(trial: FrozenTrial) -> int | None:
+    """The number of the failed trial that ``trial`` retries, if any."""
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.8; stable in practice
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryFailedTrialCallback.retried_trial_number(trial)
+
+
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried."""
-    retried = {RetryFailedTrialCallback.retried_trial_number(t) for t in trials}
+    retried = {retried_from(t) for t in trials}
     retried.discard(None)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [t for t in trials if t.state in finished and not (t.state == TrialState.FAIL and t.number in retried)]

@@ -319,7 +319,7 @@ class SweeperImpl:
         from experiments.run import arch_label, plan_run
 
         c = self.conf
-        retry_of = RetryFailedTrialCallback.retried_trial_number(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
+        retry_of = st.retried_from(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
         values = sample(trial, params, hook)
         overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
