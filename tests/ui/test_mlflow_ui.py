@@ -26,7 +26,7 @@ CHROMIUM_FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
     "--disable-sync", "--no-first-run", "--mute-audio",
 ]  # fmt: skip
-TRIALS = 3
+TRIALS = 2
 
 
 def _chromium() -> str:
@@ -41,7 +41,7 @@ def _chromium() -> str:
 
 @pytest.fixture(scope="module")
 def swept_store(tmp_path_factory):
-    """A finished 3-trial sweep tracked in a SQLite MLflow store (artifacts next to it)."""
+    """A finished 2-trial sweep tracked in a SQLite MLflow store (artifacts next to it)."""
     root = tmp_path_factory.mktemp("ui_sweep")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     cmd = [sys.executable, "-m", "experiments.run", "+sweep=quick", f"hydra.sweeper.n_trials={TRIALS}",
