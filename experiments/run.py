@@ -132,7 +132,7 @@ def run_task(
             on_tracker(tr)
         tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
         t0 = time.perf_counter()
-        data = load_data(cfg.data, batch_size=cfg.trainer.batch_size)
+        data = seeded_data(cfg)
         data_s = time.perf_counter() - t0
         tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
         log.info(
@@ -184,6 +184,19 @@ def run_task(
     )
     log.info(summary)
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def seeded_data(cfg: DictConfig):
+    """The data pipelines, built right after seeding every RNG with ``trainer.seed``.
+
+    The shuffle and augmentation ops take their seeds from TensorFlow's global seed when they
+    are created; seeding first makes a trial's batch order the same in a fresh worker process
+    and in one that has already run other trials.
+    """
+    import keras
+
+    keras.utils.set_random_seed(cfg.trainer.seed)
+    return load_data(cfg.data, batch_size=cfg.trainer.batch_size)
 
 
 def _example_batch(data):

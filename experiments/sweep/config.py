@@ -52,6 +52,7 @@ class SweeperConf:
     n_jobs: int = 1  # trials launched together through the Hydra launcher
     timeout: float | None = None  # seconds for this invocation
     epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
+    reuse_duplicates: bool = True  # a configuration already trained gets that trial's values, no training
     params: dict[str, Any] = field(default_factory=dict)
     custom_search_space: SearchSpaceHookConf = field(default_factory=SearchSpaceHookConf)
     constraints: ConstraintsConf = field(default_factory=ConstraintsConf)

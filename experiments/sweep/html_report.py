@@ -123,9 +123,18 @@ def pareto_front(points: Sequence[tuple[int, float, float]], maximize: tuple[boo
     return front
 
 
+def _trained(study) -> list:
+    """Complete trials that trained (a reused duplicate repeats another trial's values)."""
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE and t.values and "duplicate_of" not in t.user_attrs
+    ]
+
+
 def _pareto_section(study, summary) -> str:
     objectives = summary["objectives"]
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.values]
+    done = _trained(study)
     maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
     if len(objectives) > 1:
         names = objectives[:2]
@@ -206,11 +215,11 @@ def _curves_section(top: Sequence[int], inputs: ReportInputs, arch: Mapping[int,
 
 def top_trials(study, n: int = TOP_TRIALS) -> list[int]:
     """The best complete trials: by the first objective, or the Pareto set first when multi-objective."""
-    done = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE and t.values]
+    done = _trained(study)
     sign = -1 if study.directions[0] == StudyDirection.MAXIMIZE else 1
     ranked = sorted(done, key=lambda t: sign * t.values[0])
     if len(study.directions) > 1:
-        pareto = {t.number for t in study.best_trials}
+        pareto = {t.number for t in study.best_trials if "duplicate_of" not in t.user_attrs}
         ranked = [t for t in ranked if t.number in pareto] + [t for t in ranked if t.number not in pareto]
     return [t.number for t in ranked[:n]]
 
@@ -269,7 +278,12 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     body = []
     for n, r in sorted(rows.items()):
         vals = "".join(f"<td>{_fmt(v)}</td>" for v in (r["values"] or [None] * len(objectives)))
-        note = r.get("rejected") or r.get("fail_reason") or ""
+        dup = r.get("duplicate_of")
+        note = (
+            r.get("rejected")
+            or r.get("fail_reason")
+            or (f"same as t{dup:02d}: values reused" if dup is not None else "")
+        )
         body.append(
             f"<tr><td>t{n:02d}</td><td class='{r['state']}'>{r['state']}</td>{vals}<td>{_esc(r.get('arch') or '')}</td>"
             f"<td>{_fmt(r.get('params'))}</td><td>{_fmt(r.get('macs'))}</td><td>{_fmt(r.get('duration_s'))}</td>"

@@ -51,6 +51,13 @@ class Progress:
             f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  [{self.done}/{self.n_trials}]"
         )
 
+    def reused(self, number: int, same: int, arch: str) -> None:
+        self.done += 1
+        self.console.print(
+            f"[cyan]t{number:02d} repeats t{same:02d}[/] ({esc(arch)}): its values reused, not retrained"
+            f"  [{self.done}/{self.n_trials}]"
+        )
+
     def finished(self, trial: FrozenTrial, study) -> None:
         self.done += 1
         state = trial.state.name

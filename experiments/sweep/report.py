@@ -36,6 +36,7 @@ def study_summary(study, objectives: list[str]) -> dict:
                 "macs": t.user_attrs.get("macs"),
                 "rejected": t.user_attrs.get("rejected"),
                 "fail_reason": t.user_attrs.get("fail_reason"),
+                "duplicate_of": t.user_attrs.get("duplicate_of"),
                 "overrides": t.user_attrs.get(OVERRIDES_ATTR, []),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
                 "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),

@@ -26,6 +26,7 @@ REJECTED_ATTR = "rejected"
 FAIL_REASON_ATTR = "fail_reason"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MLFLOW_RUN_ATTR = "mlflow_run_id"
+DUPLICATE_ATTR = "duplicate_of"  # a repeated configuration: the trial whose values it reuses
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -323,6 +323,8 @@ class SweeperImpl:
         values = sample(trial, params, hook)
         overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
+        if c.reuse_duplicates and self._reuse_duplicate(study, trial, values, overrides, runs, parent):
+            return None
         job_overrides = [
             *overrides,
             f"trial.number={trial.number}",
@@ -352,6 +354,31 @@ class SweeperImpl:
         trial.set_user_attr("params", plan.cost.trainable_params)
         trial.set_user_attr("macs", plan.cost.macs)
         return Pending(trial, values, job_overrides, arch, retry_of)
+
+    def _reuse_duplicate(self, study, trial, values, overrides, runs, parent) -> bool:
+        """Samplers propose an already-trained configuration again (TPE does, in categorical
+        spaces): give the trial the earlier trial's values instead of spending epochs on it."""
+        same = next(
+            (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get(OVERRIDES_ATTR) == overrides and t.number != trial.number),
+            None,
+        )  # fmt: skip
+        if same is None:
+            return False
+        for key in (ARCH_ATTR, "params", "macs"):
+            if key in same.user_attrs:
+                trial.set_user_attr(key, same.user_attrs[key])
+        trial.set_user_attr(st.DUPLICATE_ATTR, same.number)
+        trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
+        arch = same.user_attrs.get(ARCH_ATTR, "")
+        tags = {"sweep.state": "COMPLETE", "sweep.duplicate_of": same.number}
+        self._record_unlaunched(trial, values, arch, tags, "FINISHED", runs, parent)
+        study.tell(trial, list(same.values))
+        if self._heartbeats is not None:
+            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
+        if self._progress is not None:
+            self._progress.reused(trial.number, same.number, arch)
+        return True
 
     def _over_budget(self, cost) -> tuple[str, float] | None:
         k = self.conf.constraints

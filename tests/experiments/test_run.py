@@ -137,6 +137,26 @@ def test_validation_split_is_deterministic(make_cfg):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
+def test_batch_order_does_not_depend_on_the_process_history(make_cfg):
+    """A sweep worker builds trial after trial: each trial's shuffled, augmented batches must be
+    those of a fresh process (they were not while the pipeline was built before seeding)."""
+    import tensorflow as tf
+
+    from experiments.run import seeded_data
+
+    cfg = make_cfg("data.augment=true", "data.crop_padding=1")
+
+    def first_batches():
+        x, y = next(iter(seeded_data(cfg).train))
+        return x.numpy(), y.numpy()
+
+    x1, y1 = first_batches()
+    keras.utils.set_random_seed(123)  # what an earlier trial with another seed leaves behind
+    tf.random.uniform((7,))  # ... and random ops it ran
+    x2, y2 = first_batches()
+    assert np.array_equal(y1, y2) and np.array_equal(x1, x2)
+
+
 def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client):
     cfg = make_cfg("model.plugins=[tests.plugins.faulty]", "model.block=nan_regular", "tracking.log_model=false")
     with pytest.raises(RunFailure, match="non-finite"):

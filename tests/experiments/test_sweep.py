@@ -121,6 +121,23 @@ def test_workers_that_grow_are_replaced(tmp_path):
     assert proc.returncode != 0 and "hydra.launcher.max_worker_growth_mb: received 0" in proc.stdout + proc.stderr
 
 
+def test_repeated_configurations_reuse_values_instead_of_training(tmp_path):
+    # Two possible configurations, four trials: at least two repeat an earlier one.
+    sweep(tmp_path, "hydra.sweeper.n_trials=4", "trainer.epochs=1", "hydra/launcher=basic",
+          "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none", "trainer.learning_rate=0.05",
+          "model.block=choice(regular,regular_v1)")  # fmt: skip
+    trials = {t.number: t for t in load(tmp_path).trials}
+    dups = {n: t.user_attrs["duplicate_of"] for n, t in trials.items() if "duplicate_of" in t.user_attrs}
+    assert len(dups) >= 2 and len(trials) == 4
+    for n, original in dups.items():
+        assert trials[n].state == TrialState.COMPLETE and trials[n].values == trials[original].values
+        assert not trials[n].intermediate_values and "duplicate_of" not in trials[original].user_attrs
+        assert trials[n].user_attrs["overrides"] == trials[original].user_attrs["overrides"]
+    _, _, children = mlflow_runs(tmp_path)
+    tagged = {int(r.data.tags["sweep.trial"]): r.data.tags.get("sweep.duplicate_of") for r in children}
+    assert {n: int(v) for n, v in tagged.items() if v is not None} == dups
+
+
 def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
     # First invocation stops (timeout) after its first trial; the rerun completes the total.
     fast = "hydra/launcher=basic"  # in-process trials: no second TensorFlow import per invocation
