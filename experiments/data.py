@@ -206,7 +206,9 @@ def _pipeline(ds, cfg, batch_size, mean, std, shape, *, training):
     if training:
         ds = ds.shuffle(cfg.shuffle_buffer, seed=cfg.seed, reshuffle_each_iteration=True)
         if cfg.augment:
-            ds = ds.map(_augmenter(cfg, shape), num_parallel_calls=autotune)
+            # Stateless crops and flips keyed by a seeded stream: the same draws in any process.
+            seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(_augmenter(cfg, shape), num_parallel_calls=autotune)
     ds = ds.batch(batch_size, drop_remainder=False)
     mean_t, std_t = tf.constant(mean), tf.constant(std)
     ds = ds.map(lambda x, y: ((x - mean_t) / std_t, y), num_parallel_calls=autotune) if cfg.normalize else ds
@@ -219,12 +221,13 @@ def _augmenter(cfg, shape):
     h, w, c = shape
     pad = cfg.crop_padding
 
-    def augment(image, label):
+    def augment(element, seed):
+        image, label = element
         if pad:
             image = tf.image.pad_to_bounding_box(image, pad, pad, h + 2 * pad, w + 2 * pad)
-            image = tf.image.random_crop(image, (h, w, c))
+            image = tf.image.stateless_random_crop(image, (h, w, c), seed=seed)
         if cfg.flip:
-            image = tf.image.random_flip_left_right(image)
+            image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
         return image, label
 
     return augment

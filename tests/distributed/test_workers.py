@@ -100,7 +100,8 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
 
 def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_server):
     experiment = "kill-and-resume"
-    common = ["hydra.sweeper.n_trials=3", "trainer.epochs=4", "hydra.sweeper.pruner.name=none",
+    # Enough epochs that the kill lands while the victim still trains (these tiny trials are fast).
+    common = ["hydra.sweeper.n_trials=3", "trainer.epochs=25", "hydra.sweeper.pruner.name=none",
               "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4"]  # fmt: skip
     worker = subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
                               cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

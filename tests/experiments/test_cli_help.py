@@ -34,3 +34,17 @@ def test_help_lists_every_preset_and_real_keys(make_cfg):
     for key in keys:
         assert OmegaConf.select(cfg, key, default="<missing>") != "<missing>", key
     assert "python -m experiments.blocks" in text and "--cfg job" in text
+
+
+def test_unknown_preset_lists_the_available_ones():
+    proc = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "model=resnet99"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Could not find 'model/resnet99'" in out
+    listed = out.split("Available options in 'model':")[1].split("Config search path")[0].split()
+    assert {"resnet50", "cifar_resnet20", "wrn"} <= set(listed)

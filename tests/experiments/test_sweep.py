@@ -122,9 +122,9 @@ def test_workers_that_grow_are_replaced(tmp_path):
 
 
 def test_repeated_configurations_reuse_values_instead_of_training(tmp_path):
-    # Two possible configurations, four trials: at least two repeat an earlier one.
+    # Two possible configurations, four trials (TPE's random start-up): at least two repeat one.
     sweep(tmp_path, "hydra.sweeper.n_trials=4", "trainer.epochs=1", "hydra/launcher=basic",
-          "hydra.sweeper.sampler.name=random", "hydra.sweeper.pruner.name=none", "trainer.learning_rate=0.05",
+          "hydra.sweeper.pruner.name=none", "trainer.learning_rate=0.05",
           "model.block=choice(regular,regular_v1)")  # fmt: skip
     trials = {t.number: t for t in load(tmp_path).trials}
     dups = {n: t.user_attrs["duplicate_of"] for n, t in trials.items() if "duplicate_of" in t.user_attrs}
