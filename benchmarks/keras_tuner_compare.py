@@ -24,11 +24,11 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import run_checked  # benchmarks/common.py (scripts run as python benchmarks/<name>.py)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg-train.tar.gz"
@@ -85,11 +85,7 @@ def run_ours(seed: int, args, workdir: Path) -> dict:
         f"hydra.sweeper.epoch_budget={args.epoch_budget}",
         f"tracking.tracking_uri=sqlite:///{workdir / 'mlflow.db'}",
     ]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"ours seed {seed} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    wall = run_checked(cmd, workdir, f"ours seed {seed}")
     study = optuna.load_study(study_name="bench_kt", storage=storage)
     values, trials = [], []
     for t in study.trials:  # one worker: trial order is training order
@@ -120,11 +116,7 @@ def run_keras_tuner(seed: int, args, workdir: Path) -> dict:
            "--data", args.data, "--samples", str(args.samples), "--cache-dir", args.cache_dir,
            "--epochs-per-trial", str(args.epochs_per_trial), "--epoch-budget", str(args.epoch_budget),
            "--factor", str(args.factor)]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"keras_tuner seed {seed} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    wall = run_checked(cmd, workdir, f"keras_tuner seed {seed}")
     result = json.loads(out.read_text())
     result["wall_s"] = wall
     return result

@@ -14,11 +14,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import run_checked  # benchmarks/common.py (scripts run as python benchmarks/<name>.py)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpeg-train.tar.gz"
@@ -47,11 +47,7 @@ def run_strategy(name: str, seed: int, args, workdir: Path) -> dict:
         "trainer.verbose=0",
         *STRATEGIES[name],
     ]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} seed {seed} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    wall = run_checked(cmd, workdir, f"{name} seed {seed}")
     study = optuna.load_study(study_name="bench", storage=storage)
     complete = [t for t in study.trials if t.value is not None]
     best_curve = []  # best val/accuracy after each epoch spent, for the record

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from common import run_checked  # benchmarks/common.py (scripts run as python benchmarks/<name>.py)
 
 
 def main() -> None:
@@ -47,11 +46,7 @@ def main() -> None:
             *([f"hydra.launcher.max_worker_growth_mb={args.max_worker_growth_mb}"]
               if args.launcher != "basic" and args.max_worker_growth_mb else []),
         ]  # fmt: skip
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env={**os.environ})
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
+        wall = run_checked(cmd, tmp, "sweep quick")
         study = optuna.load_study(study_name="quick", storage=storage)
         trials = sorted(study.trials, key=lambda t: t.number)
         rss = [t.user_attrs.get("rss_mb", float("nan")) for t in trials]

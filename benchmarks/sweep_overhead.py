@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
+from common import run_checked  # benchmarks/common.py (scripts run as python benchmarks/<name>.py)
 
 
 def main() -> None:
@@ -38,11 +37,7 @@ def main() -> None:
         uri = f"sqlite:///{tmp}/mlflow.db"
         cmd = [sys.executable, "-m", "experiments.run", f"+sweep={args.sweep}", f"hydra.sweeper.storage=sqlite:///{tmp}/optuna.db",
                f"tracking.tracking_uri={uri}", f"hydra.sweep.dir={tmp}/multirun", "trainer.verbose=0", *args.overrides]  # fmt: skip
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-        process_wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(proc.stdout[-3000:] + proc.stderr[-3000:])
+        process_wall = run_checked(cmd, tmp, f"sweep {args.sweep}")
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name("resnet-blocks")
         runs = client.search_runs([exp.experiment_id], max_results=10000)

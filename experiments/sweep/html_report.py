@@ -239,6 +239,8 @@ svg.arch .stem{fill:#ffd43b;stroke:#e67700} svg.arch .io{fill:#e9ecef;stroke:#86
 
 def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     """The report page as one HTML string."""
+    from experiments.sweep.sweeper import retrain_command  # (the sweeper imports this module's callers)
+
     inputs = inputs or ReportInputs()
     objectives = summary["objectives"]
     rows = {r["number"]: r for r in summary["trials"]}
@@ -263,8 +265,6 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
         values = ", ".join(f"{_esc(o)} = {_fmt(v)}" for o, v in zip(objectives, r["values"] or []))
         spec = inputs.specs.get(n)
         diagram = stage_diagram(spec) if spec is not None else "<p class='muted'>(no spec)</p>"
-        from experiments.sweep.sweeper import retrain_command
-
         parts.append(
             f"<div class='card'><h3>#{rank}: t{n:02d} {_esc(r.get('arch') or '')}</h3>"
             f"<p>{values}; params {_fmt(r.get('params'))}; MACs {_fmt(r.get('macs'))}; "
