@@ -82,27 +82,44 @@ def handwritten_resnet20(input_shape=(32, 32, 3), classes=10) -> keras.Model:
     return keras.Model(inputs, layers.Activation("softmax", dtype="float32")(x))
 
 
-def pair(name: str, stride_first: bool = False):
+def pair(name: str, stride_first: bool = False, fused_norm: bool = True):
     if name == "resnet50":
         placement = dict(strides=[1, 2, 2, 2]) if stride_first else dict(strides=[2, 2, 2, 1], stride_position="last")
         spec = ResNetSpec.from_lists(block="bottleneck", depths=[3, 4, 6, 3], widths=[64, 128, 256, 512],
                                      shortcut="projection", stem="imagenet", stem_width=64,
-                                     num_classes=1000, input_shape=(224, 224, 3), **placement)  # fmt: skip
+                                     num_classes=1000, input_shape=(224, 224, 3), fused_norm=fused_norm,
+                                     **placement)  # fmt: skip
         theirs = keras.applications.ResNet50V2(weights=None, input_shape=(224, 224, 3), classes=1000)
         return build_resnet(spec), theirs, (224, 224, 3), 1000
     spec = ResNetSpec.from_lists(block="regular_v1", depths=[3, 3, 3], widths=[16, 32, 64], strides=[1, 2, 2],
                                  shortcut="projection", stem="cifar", stem_width=16, num_classes=10,
-                                 input_shape=(32, 32, 3))  # fmt: skip
+                                 input_shape=(32, 32, 3), fused_norm=fused_norm)  # fmt: skip
     return build_resnet(spec), handwritten_resnet20(), (32, 32, 3), 10
 
 
+class _StepClock(keras.callbacks.Callback):
+    """Wall-clock time at the end of every training batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+
+
 def images_per_s(model, x, y, steps: int) -> float:
-    """Steady-state training images/s: ``steps`` train steps after a warm-up (traced) step."""
+    """Steady-state training images/s over ``steps`` train steps after a warm-up (traced) step.
+
+    Timed from the first to the last batch end inside one ``fit``, so ``fit``'s own set-up and
+    tear-down (iterator creation, callbacks, a variable stretch of up to a few seconds on this
+    shared machine) do not count: what is left is the train steps alone.
+    """
     ds = tf.data.Dataset.from_tensors((x, y)).repeat().prefetch(2)
     model.fit(ds, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace + warm up
-    t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False)
-    return steps * x.shape[0] / (time.perf_counter() - t0)
+    clock = _StepClock()
+    model.fit(ds, steps_per_epoch=steps + 1, epochs=1, verbose=0, shuffle=False, callbacks=[clock])
+    return steps * x.shape[0] / (clock.times[-1] - clock.times[0])
 
 
 def main() -> None:
@@ -114,6 +131,11 @@ def main() -> None:
     p.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--jit", action="store_true", help="XLA (jit_compile=True)")
     p.add_argument("--stride-first", action="store_true", help="resnet50: our default stride placement")
+    p.add_argument(
+        "--keras-norm",
+        action="store_true",
+        help="ours with keras.layers.BatchNormalization (model.fused_norm=false) instead of the fused kernel",
+    )
     p.add_argument("--intra-op", type=int, default=0, help="TensorFlow intra-op threads (0: TensorFlow's default)")
     p.add_argument("--inter-op", type=int, default=0, help="TensorFlow inter-op threads (0: TensorFlow's default)")
     p.add_argument("--json")
@@ -124,12 +146,13 @@ def main() -> None:
     keras.mixed_precision.set_global_policy(args.precision)
     peak = matmul_peak()
     print(f"float32 matmul peak: {peak / 1e9:.1f} GFLOP/s   (precision {args.precision}, jit {args.jit}, "
+          f"our batch norm {'keras' if args.keras_norm else 'fused'}, "
           f"threads intra {args.intra_op or 'default'} inter {args.inter_op or 'default'})")  # fmt: skip
     results = []
     for i, name in enumerate(args.models):
         batch = args.batch[i] if args.batch else (128 if name == "resnet20" else 32)
         steps = args.steps or (30 if name == "resnet20" else 6)
-        ours, theirs, shape, classes = pair(name, args.stride_first)
+        ours, theirs, shape, classes = pair(name, args.stride_first, fused_norm=not args.keras_norm)
         macs = model_cost(ours).macs
         theirs_macs = model_cost(theirs).macs
         rng = np.random.default_rng(0)

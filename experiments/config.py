@@ -41,6 +41,7 @@ class ModelConfig:
     bn_epsilon: float = 1e-5
     dropout: float = 0.0
     stride_position: str = "first"  # first | last (the stride on each stage's last block: Keras/TF-slim V2)
+    fused_norm: bool = True  # TensorFlow's fused batch-norm kernel (false: keras.layers.BatchNormalization)
     plugins: list[str] = field(default_factory=list)  # modules that register user blocks
 
 
@@ -200,6 +201,7 @@ def model_spec(model: DictConfig | ModelConfig, *, input_shape=None, num_classes
         bn_epsilon=m["bn_epsilon"],
         dropout=m["dropout"],
         stride_position=m.get("stride_position", "first"),
+        fused_norm=m.get("fused_norm", True),
         field_prefix="model.",
     )
 

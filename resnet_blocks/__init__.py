@@ -11,7 +11,7 @@ from resnet_blocks import shortcuts as _shortcuts  # noqa: F401  (registers the 
 from resnet_blocks.builder import build_resnet
 from resnet_blocks.cost import ModelCost, StageCost, format_cost_table, model_cost
 from resnet_blocks.errors import RegistryError, SpecError
-from resnet_blocks.layers import BuildContext, SubsampleChannelPad
+from resnet_blocks.layers import BuildContext, FusedBatchNormalization, SubsampleChannelPad
 from resnet_blocks.plugins import ENTRY_POINT_GROUP, load_plugins
 from resnet_blocks.registry import (
     available_blocks,
@@ -26,6 +26,7 @@ from resnet_blocks.spec import ResNetSpec, StageSpec, StemSpec
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BuildContext",
+    "FusedBatchNormalization",
     "ModelCost",
     "RegistryError",
     "ResNetSpec",

@@ -45,6 +45,7 @@ def build_resnet(spec: ResNetSpec, *, name: str = "resnet") -> keras.Model:
         bn_momentum=spec.bn_momentum,
         bn_epsilon=spec.bn_epsilon,
         subsample_shortcut=spec.stride_position == "last",
+        fused_norm=spec.fused_norm,
     )
     inputs = keras.Input(shape=spec.input_shape, name="input")
     x = inputs

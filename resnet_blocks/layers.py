@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from resnet_blocks.errors import SpecError
@@ -58,6 +59,66 @@ class SubsampleChannelPad(layers.Layer):
         }
 
 
+@keras.saving.register_keras_serializable(package="resnet_blocks")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """Keras's ``BatchNormalization``, computed by TensorFlow's fused batch-norm kernel.
+
+    Keras 3 normalises with separate moments, subtract, scale and shift ops (and upcasts
+    bfloat16 to float32 around them); ``FusedBatchNormV3`` does the forward pass in one kernel
+    and the backward pass in another, which trains a CIFAR ResNet-20 about 1.4x faster on
+    CPU (``benchmarks/throughput.py``). Same weights, same moving-average update (without
+    Bessel's correction, as Keras), so a checkpoint loads into either layer. Inputs it cannot
+    fuse (not 4-D channels-last, masks, renorm, synchronized) take Keras's path.
+    """
+
+    def _fusable(self, inputs, mask) -> bool:
+        rank = len(inputs.shape)
+        axis = self.axis if self.axis >= 0 else self.axis + rank
+        return (
+            rank == 4
+            and axis == 3
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and inputs.dtype in (tf.float32, tf.float16, tf.bfloat16)
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask):
+            return super().call(inputs, training=training, mask=mask)
+        channels = inputs.shape[-1]
+        gamma = tf.convert_to_tensor(self.gamma) if self.scale else tf.ones((channels,), tf.float32)
+        beta = tf.convert_to_tensor(self.beta) if self.center else tf.zeros((channels,), tf.float32)
+        if training and self.trainable:
+            outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs,
+                scale=gamma,
+                offset=beta,
+                mean=tf.constant([], tf.float32),
+                variance=tf.constant([], tf.float32),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=True,
+            )
+            # The kernel returns the unbiased batch variance; Keras averages the biased one.
+            count = tf.cast(tf.size(inputs, out_type=tf.int64) // channels, tf.float32)
+            variance = variance * ((count - 1.0) / tf.maximum(count, 1.0))
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            outputs, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs,
+                scale=gamma,
+                offset=beta,
+                mean=tf.convert_to_tensor(self.moving_mean),
+                variance=tf.convert_to_tensor(self.moving_variance),
+                epsilon=self.epsilon,
+                data_format="NHWC",
+                is_training=False,
+            )
+        return tf.cast(outputs, self.compute_dtype)
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What every block and shortcut needs besides its own arguments.
@@ -72,6 +133,7 @@ class BuildContext:
     bn_epsilon: float = 1e-5
     kernel_initializer: str = "he_normal"
     subsample_shortcut: bool = False  # stride_position='last': a stride-only change subsamples
+    fused_norm: bool = True  # FusedBatchNormalization instead of Keras's BatchNormalization
 
     @property
     def channel_axis(self) -> int:
@@ -108,9 +170,8 @@ class BuildContext:
         )(x)
 
     def norm(self, x, *, name: str):
-        return layers.BatchNormalization(
-            axis=self.channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name
-        )(x)
+        norm_layer = FusedBatchNormalization if self.fused_norm else layers.BatchNormalization
+        return norm_layer(axis=self.channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)(x)
 
     def relu(self, x, *, name: str):
         return layers.Activation("relu", name=name)(x)

@@ -85,6 +85,10 @@ class ResNetSpec:
     puts each stage's stride on its first block; ``last`` puts it on its last block, whose
     shortcut then subsamples (a 1x1 max-pool with stride) where only the resolution changes,
     as TF-slim's and ``keras.applications``' ResNet V2 do.
+
+    ``fused_norm`` (default true) computes batch norm with TensorFlow's fused kernel
+    (``FusedBatchNormalization``, same weights and updates as Keras's layer, faster);
+    false uses ``keras.layers.BatchNormalization``.
     """
 
     stages: tuple[StageSpec, ...]
@@ -100,6 +104,7 @@ class ResNetSpec:
     bn_epsilon: float = 1e-5
     dropout: float = 0.0
     stride_position: str = "first"
+    fused_norm: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -178,6 +183,8 @@ class ResNetSpec:
             raise SpecError("bn_momentum", self.bn_momentum, "a number in [0, 1)")
         if not _is_number(self.bn_epsilon) or not self.bn_epsilon > 0:
             raise SpecError("bn_epsilon", self.bn_epsilon, "a number > 0")
+        if not isinstance(self.fused_norm, bool):
+            raise SpecError("fused_norm", self.fused_norm, "true or false")
         if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise SpecError("dropout", self.dropout, "a number in [0, 1)")
         self._validate_block_args()

@@ -80,6 +80,7 @@ FLAT_CASES = [
     ("bn-epsilon-zero", {"bn_epsilon": 0.0}, "model.bn_epsilon", "0.0", "a number > 0"),
     ("dropout-one", {"dropout": 1.0}, "model.dropout", "1.0", "a number in [0, 1)"),
     ("final-norm-act-string", {"final_norm_act": "yes"}, "model.final_norm_act", "'yes'", "true, false or null"),
+    ("fused-norm-string", {"fused_norm": "yes"}, "model.fused_norm", "'yes'", "true or false"),
 ]
 
 
