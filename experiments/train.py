@@ -139,17 +139,26 @@ class EpochTiming(keras.callbacks.Callback):
 
 
 class FiniteLossGuard(keras.callbacks.Callback):
-    """Stops training with :class:`NonFiniteLossError` when an epoch's loss is NaN or inf.
+    """Stops training with :class:`NonFiniteLossError` when an epoch's loss, or any weight
+    (batch-norm moving statistics included), is NaN or infinite.
 
-    Checked once per epoch: a per-batch check would force a device sync on every step.
+    Checked once per epoch: a per-batch check would force a device sync on every step. The
+    weights are checked too because fused kernels (batch norm + ReLU, fused by TensorFlow's
+    graph optimizer) turn NaN activations into zeros, so a diverged network can keep a finite
+    loss while its statistics are already NaN.
     """
 
     def on_epoch_end(self, epoch, logs=None):
+        import numpy as np
+
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise NonFiniteLossError(
                 f"training diverged: non-finite training loss ({float(loss)}) at epoch {epoch + 1}"
             )
+        for w in self.model.weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(w.value)).all():
+                raise NonFiniteLossError(f"training diverged: non-finite values in weight {w.path!r} at epoch {epoch + 1}")
 
 
 def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> TrainResult:

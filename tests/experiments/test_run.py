@@ -157,8 +157,16 @@ def test_batch_order_does_not_depend_on_the_process_history(make_cfg):
     assert np.array_equal(y1, y2) and np.array_equal(x1, x2)
 
 
-def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client):
-    cfg = make_cfg("model.plugins=[tests.plugins.faulty]", "model.block=nan_regular", "tracking.log_model=false")
+@pytest.mark.parametrize("fused_norm", ["true", "false"])
+def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client, fused_norm):
+    # Unfused, the NaN reaches the loss; fused, BN+ReLU zeroes NaN activations and the NaN
+    # batch-norm statistics give the divergence away.
+    cfg = make_cfg(
+        "model.plugins=[tests.plugins.faulty]",
+        "model.block=nan_regular",
+        f"model.fused_norm={fused_norm}",
+        "tracking.log_model=false",
+    )
     with pytest.raises(RunFailure, match="non-finite"):
         run_task(cfg)
     (run,) = runs_of(mlflow_client)

@@ -1,6 +1,7 @@
 """Fault-injecting blocks for failure-path tests.
 
-``nan_regular`` makes the network output non-finite, so the training loss is NaN.
+``nan_regular`` makes the activations non-finite, so the training loss (or, where fused
+batch norm + ReLU zeroes NaN activations, the batch-norm statistics) becomes NaN.
 ``crash_regular`` raises while the model is built when its width is ``crash_width``.
 """
 
