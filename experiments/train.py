@@ -158,7 +158,9 @@ class FiniteLossGuard(keras.callbacks.Callback):
             )
         for w in self.model.weights:
             if not np.isfinite(keras.ops.convert_to_numpy(w.value)).all():
-                raise NonFiniteLossError(f"training diverged: non-finite values in weight {w.path!r} at epoch {epoch + 1}")
+                raise NonFiniteLossError(
+                    f"training diverged: non-finite values in weight {w.path!r} at epoch {epoch + 1}"
+                )
 
 
 def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> TrainResult:
@@ -192,6 +194,10 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
             model.compile(
                 optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile
             )
+            # Create the optimizer's slot variables now, eagerly. Keras otherwise creates them
+            # inside the first traced train step, where each costs far more (lifted out of the
+            # graph one by one): about 0.6 s of a small ResNet's first step (benchmarks/sweep_overhead.py).
+            model.optimizer.build(model.trainable_variables)
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
         timing.phases = phases

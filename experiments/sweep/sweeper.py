@@ -164,6 +164,8 @@ class SweeperImpl:
         if c.dry_run:
             return self._dry_run(params, fixed, hook, c.dry_run)
 
+        if not c.setup_only and hasattr(self.launcher, "warm_up"):
+            self.launcher.warm_up()  # workers import TensorFlow while the study is set up
         tracking = base.tracking
         if tracking.enabled:
             check_tracking_uri(tracking.tracking_uri)
@@ -351,6 +353,8 @@ class SweeperImpl:
             self._reject(study, trial, values, reason, runs, parent, arch, constraint=excess)
             return None
         trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
+        if hasattr(self.launcher, "precompose"):  # our process launcher: the job need not compose again
+            self.launcher.precompose(job_overrides, cfg)
         trial.set_user_attr("params", plan.cost.trainable_params)
         trial.set_user_attr("macs", plan.cost.macs)
         return Pending(trial, values, job_overrides, arch, retry_of)

@@ -45,3 +45,9 @@ class ProcessLauncher(Launcher):
 
     def launch(self, job_overrides, initial_job_idx):
         return self._impl.launch(job_overrides, initial_job_idx)
+
+    def warm_up(self) -> None:
+        self._impl.warm_up()
+
+    def precompose(self, overrides, config) -> None:
+        self._impl.precompose(overrides, config)
