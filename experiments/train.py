@@ -13,7 +13,7 @@ import keras
 
 from experiments.cli import RunFailure
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
-from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
+from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def _schedule(t, steps_per_epoch: int):
 def make_optimizer(t, steps_per_epoch: int):
     lr = _schedule(t, steps_per_epoch)
     if t.optimizer == "sgd":
-        opt = keras.optimizers.SGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay or None)
+        # Keras's SGD, with fused per-variable updates (traces several times faster).
+        opt = FusedSGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay or None)
     else:
         opt = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
     # No weight decay on batch-norm scales/offsets or biases (standard ResNet practice).

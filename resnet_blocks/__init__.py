@@ -12,6 +12,7 @@ from resnet_blocks.builder import build_resnet
 from resnet_blocks.cost import ModelCost, StageCost, format_cost_table, model_cost
 from resnet_blocks.errors import RegistryError, SpecError
 from resnet_blocks.layers import BuildContext, FusedBatchNormalization, SubsampleChannelPad
+from resnet_blocks.optimizers import FusedSGD
 from resnet_blocks.plugins import ENTRY_POINT_GROUP, load_plugins
 from resnet_blocks.registry import (
     available_blocks,
@@ -27,6 +28,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "BuildContext",
     "FusedBatchNormalization",
+    "FusedSGD",
     "ModelCost",
     "RegistryError",
     "ResNetSpec",
