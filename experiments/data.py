@@ -279,6 +279,37 @@ def _extract_once(archive: Path, cfg) -> Path:
     return target
 
 
+# Decoded image-folder splits kept in this process, by file lists and shape: a sweep worker
+# trains many trials on the same images, and decoding them is most of a trial's data cost.
+# Only folders whose pixels fit DECODED_CACHE_MB are kept (CIFAR-10's 50,000 images: 147 MB).
+DECODED_CACHE_MB = 1024
+_DECODED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _decoded_images(train_files, val_files, shape, files_ds):
+    """(train, val) uint8 pixel arrays, decoded once per process; None when too large."""
+    if (len(train_files) + len(val_files)) * int(np.prod(shape)) > DECODED_CACHE_MB * 2**20:
+        return None
+    digest = hashlib.sha1()
+    for part in (train_files, ["--val--"], val_files, [repr(shape)]):
+        digest.update("\n".join(map(str, part)).encode())
+    key = digest.hexdigest()
+    if key not in _DECODED:
+        if _DECODED:  # another data set: keep one, so a process never holds several
+            _DECODED.clear()
+
+        def decode_all(files):
+            labels = np.zeros(len(files), dtype="int32")
+            return (
+                np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
+                if len(files)
+                else (np.zeros((0, *shape), dtype="uint8"))
+            )
+
+        _DECODED[key] = (decode_all(train_files), decode_all(val_files))
+    return _DECODED[key]
+
+
 def _image_folder(cfg, batch_size: int) -> DataSplits:
     import tensorflow as tf
 
@@ -305,9 +336,17 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
     def files_ds(f, y):
         return tf.data.Dataset.from_tensor_slices((f, y)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
-    sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
-    mean, std = _moments(sample)
     shape = (int(h), int(w), int(c))
-    train = _pipeline(files_ds(ft, yt), cfg, batch_size, mean, std, shape, training=True)
-    val = _pipeline(files_ds(fv, yv), cfg, batch_size, mean, std, shape, training=False)
+    decoded = _decoded_images(ft, fv, shape, files_ds) if cfg.cache else None
+    if decoded is not None:  # decoded once per process: later trials skip listing-to-pixels work
+        xt, xv = decoded
+        sample = xt[:2000]
+        train_src = tf.data.Dataset.from_tensor_slices((xt, yt))
+        val_src = tf.data.Dataset.from_tensor_slices((xv, yv))
+    else:
+        sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
+        train_src, val_src = files_ds(ft, yt), files_ds(fv, yv)
+    mean, std = _moments(sample)
+    train = _pipeline(train_src, cfg, batch_size, mean, std, shape, training=True)
+    val = _pipeline(val_src, cfg, batch_size, mean, std, shape, training=False)
     return DataSplits(train, val, None, shape, len(names), len(yt), len(yv), 0, names, "image_folder")

@@ -101,6 +101,39 @@ def test_image_folder_directory_and_archive(make_cfg, mlflow_client, tmp_path):
     assert {r.data.params["data.source"] for r in runs} == {"image_folder"}
 
 
+def test_image_folder_decodes_once_per_process_with_the_same_batches(make_cfg, tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from experiments import data as data_module
+
+    folder = tmp_path / "imgs"
+    _write_jpegs(folder)
+    overrides = ("data=image_folder", f"data.path={folder}", "data.augment=true", "data.image_size=[16,16]")
+
+    def batches(*extra):
+        splits = data_module.load_data(make_cfg(*overrides, *extra).data, batch_size=8)
+        return [[(x.numpy(), y.numpy()) for x, y in ds] for ds in (splits.train, splits.val)]
+
+    decodes = []
+    decode_image = tf.io.decode_image
+    monkeypatch.setattr(tf.io, "decode_image", lambda *a, **k: (decodes.append(1), decode_image(*a, **k))[1])
+    monkeypatch.setattr(data_module, "_DECODED", {})
+    from_files = batches("data.cache=false")  # data.cache=false: decoded by the pipeline, nothing kept
+    assert data_module._DECODED == {} and decodes
+    first = batches()
+    assert len(data_module._DECODED) == 1
+    decodes.clear()
+    second = batches()  # the same images in the same process: nothing decoded again
+    assert decodes == []
+    for a, b, c in zip(from_files, first, second):
+        assert len(a) == len(b) == len(c) > 0
+        for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
+            np.testing.assert_array_equal(ya, yb)
+            np.testing.assert_array_equal(yb, yc)
+            np.testing.assert_allclose(xa, xb, atol=1e-5)
+            np.testing.assert_array_equal(xb, xc)
+
+
 def test_cifar10_through_keras_cache(make_cfg, mlflow_client, tmp_path, monkeypatch):
     # Small files in the Keras loader's cache layout (python-pickle batches).
     monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
