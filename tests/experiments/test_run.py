@@ -125,6 +125,10 @@ def test_image_folder_decodes_once_per_process_with_the_same_batches(make_cfg, t
     decodes.clear()
     second = batches()  # the same images in the same process: nothing decoded again
     assert decodes == []
+    monkeypatch.setattr(data_module, "DECODED_CACHE_MB", 0)  # pixels over the limit: decoded by the pipeline
+    monkeypatch.setattr(data_module, "_DECODED", {})
+    over_limit = batches()
+    assert data_module._DECODED == {} and decodes
     for a, b, c in zip(from_files, first, second):
         assert len(a) == len(b) == len(c) > 0
         for (xa, ya), (xb, yb), (xc, yc) in zip(a, b, c):
@@ -132,6 +136,10 @@ def test_image_folder_decodes_once_per_process_with_the_same_batches(make_cfg, t
             np.testing.assert_array_equal(yb, yc)
             np.testing.assert_allclose(xa, xb, atol=1e-5)
             np.testing.assert_array_equal(xb, xc)
+    for a, d in zip(from_files, over_limit):
+        for (xa, ya), (xd, yd) in zip(a, d):
+            np.testing.assert_array_equal(xa, xd)
+            np.testing.assert_array_equal(ya, yd)
 
 
 def test_cifar10_through_keras_cache(make_cfg, mlflow_client, tmp_path, monkeypatch):
