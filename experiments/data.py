@@ -299,12 +299,10 @@ def _decoded_images(train_files, val_files, shape, files_ds):
             _DECODED.clear()
 
         def decode_all(files):
+            if not len(files):
+                return np.zeros((0, *shape), dtype="uint8")
             labels = np.zeros(len(files), dtype="int32")
-            return (
-                np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
-                if len(files)
-                else (np.zeros((0, *shape), dtype="uint8"))
-            )
+            return np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
 
         _DECODED[key] = (decode_all(train_files), decode_all(val_files))
     return _DECODED[key]
@@ -338,7 +336,7 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
 
     shape = (int(h), int(w), int(c))
     decoded = _decoded_images(ft, fv, shape, files_ds) if cfg.cache else None
-    if decoded is not None:  # decoded once per process: later trials skip listing-to-pixels work
+    if decoded is not None:  # decoded once per process: later trials decode nothing
         xt, xv = decoded
         sample = xt[:2000]
         train_src = tf.data.Dataset.from_tensor_slices((xt, yt))

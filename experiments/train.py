@@ -89,7 +89,7 @@ def _schedule(t, steps_per_epoch: int):
 def make_optimizer(t, steps_per_epoch: int):
     lr = _schedule(t, steps_per_epoch)
     if t.optimizer == "sgd":
-        # Keras's SGD, with fused per-variable updates (traces several times faster).
+        # Keras's SGD with fused per-variable updates: same weights, a shorter first (traced) step.
         opt = FusedSGD(lr, momentum=t.momentum, nesterov=t.nesterov, weight_decay=t.weight_decay or None)
     else:
         opt = keras.optimizers.AdamW(lr, weight_decay=t.weight_decay)
