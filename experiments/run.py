@@ -120,8 +120,11 @@ def run_task(
     tags: dict[str, str] | None = None,
     on_tracker=None,
     ended_ok: tuple[type[BaseException], ...] = (),
+    slot=None,
 ) -> float | tuple[float, ...]:
-    """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several)."""
+    """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several).
+
+    ``slot``: held while fitting (see :func:`experiments.train.train`)."""
     plan = plan_run(cfg, build=cfg.trial.number is None)
     tracker = _tracker(cfg)
     label = arch_label(cfg.model)
@@ -141,7 +144,7 @@ def run_task(
             f" / {data.num_test} test" if data.num_test else "",
             "x".join(map(str, data.input_shape)), data.num_classes,
         )  # fmt: skip
-        result = train(cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks))
+        result = train(cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks), slot=slot)
         finals = {
             **{f"best/{k}": v for k, v in result.best.items()},
             **result.test,

@@ -236,9 +236,13 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         self.timing = None  # set by experiments.train: the EpochTiming callback, which runs first
 
     def on_train_begin(self, logs=None):
-        # Logged now, not with the final metrics, so a pruned or failed trial has it too.
-        if self.timing is not None and "build_compile_s" in self.timing.phases:
-            self.tracker.log_metrics({"perf/build_compile_s": self.timing.phases["build_compile_s"]})
+        # Logged now, not with the final metrics, so a pruned or failed trial has them too.
+        # (A sweep job set up ahead waited ``slot_wait_s`` for a training slot; the metric's
+        # timestamp is when its training began.)
+        phases = self.timing.phases if self.timing is not None else {}
+        metrics = {f"perf/{k}": phases[k] for k in ("build_compile_s", "slot_wait_s") if k in phases}
+        if metrics:
+            self.tracker.log_metrics(metrics)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = keras_logs_to_metrics(logs or {}, self.model)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -164,8 +165,11 @@ class FiniteLossGuard(keras.callbacks.Callback):
                 )
 
 
-def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> TrainResult:
-    """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it."""
+def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None) -> TrainResult:
+    """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
+
+    ``slot``: a context manager held while fitting and testing only (a sweep's worker waits
+    there for a training slot, its model already built and compiled)."""
     import tensorflow as tf
 
     t = cfg.trainer
@@ -202,27 +206,31 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
         timing.phases = phases
-        t0 = time.perf_counter()
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=t.epochs,
-            steps_per_epoch=t.steps_per_epoch,
-            callbacks=cbs,
-            verbose=t.verbose,
-            shuffle=False,  # the pipeline shuffles; Keras warns if asked to
-        )
-        phases["fit_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with slot if slot is not None else contextlib.nullcontext():
+            if slot is not None:
+                phases["slot_wait_s"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            history = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=t.epochs,
+                steps_per_epoch=t.steps_per_epoch,
+                callbacks=cbs,
+                verbose=t.verbose,
+                shuffle=False,  # the pipeline shuffles; Keras warns if asked to
+            )
+            phases["fit_s"] = time.perf_counter() - t0
+            test = {}
+            if test_ds is not None:
+                values = model.evaluate(test_ds, verbose=0, return_dict=True)
+                test = {f"test/{k}": float(v) for k, v in values.items()}
         hist: dict[str, list[float]] = {}
         for i in range(len(history.epoch)):
             for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
                 hist.setdefault(k, []).append(v)
-        test = {}
-        if test_ds is not None:
-            values = model.evaluate(test_ds, verbose=0, return_dict=True)
-            test = {f"test/{k}": float(v) for k, v in values.items()}
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     # Throughput from steady-state epochs: the first one includes tracing the graph.
@@ -235,7 +243,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = ()) -> Trai
         test=test,
         cost=model_cost(model),
         images_per_s=ips,
-        wall_time_s=time.perf_counter() - started,
+        wall_time_s=time.perf_counter() - started - phases.get("slot_wait_s", 0.0),
         train_time_s=sum(timing.train_s),
         eval_time_s=sum(timing.eval_s),
         epochs_run=len(history.epoch),

@@ -50,6 +50,10 @@ class SweeperConf:
     storage: str | None = "sqlite:///optuna.db"  # postgresql://... for several workers
     n_trials: int = 20  # total to reach: rerunning resumes and stops at this total
     n_jobs: int = 1  # trials launched together through the Hydra launcher
+    # Trials sampled and set up ahead while others train (hydra/launcher=resnet_blocks_process
+    # only): their model is built and compiled, and waits for a training slot. 0: each trial is
+    # sampled after the previous one finished, as in a strictly sequential search.
+    prefetch: int = 1
     timeout: float | None = None  # seconds for this invocation
     epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
     reuse_duplicates: bool = True  # a configuration already trained gets that trial's values, no training

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from experiments.metrics import keras_name
 from experiments.run import arch_label, run_task
+from experiments.sweep.launcher import training_slot
 from experiments.sweep.study import MLFLOW_RUN_ATTR, make_storage
 
 
@@ -93,6 +94,7 @@ def run_trial(cfg: DictConfig):
             tags=tags,
             on_tracker=remember_run,
             ended_ok=(optuna.TrialPruned,),
+            slot=training_slot(),
         )
     finally:
         # Several trials share this process: free each model's graph and memory.

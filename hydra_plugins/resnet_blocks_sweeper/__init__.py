@@ -46,6 +46,21 @@ class ProcessLauncher(Launcher):
     def launch(self, job_overrides, initial_job_idx):
         return self._impl.launch(job_overrides, initial_job_idx)
 
+    def submit(self, overrides, job_idx):
+        return self._impl.submit(overrides, job_idx)
+
+    def recycle_due(self) -> bool:
+        return self._impl.recycle_due()
+
+    def recycle(self) -> None:
+        self._impl.recycle()
+
+    def close(self, *, kill: bool = False) -> None:
+        self._impl.close(kill=kill)
+
+    def set_prefetch(self, prefetch: int) -> None:
+        self._impl.set_prefetch(prefetch)
+
     def warm_up(self) -> None:
         self._impl.warm_up()
 

@@ -98,8 +98,21 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots and "plots/parallel_coordinate.png" in plots
     assert "retrain: python -m experiments.run +sweep=t_pruning" in proc.stdout
-    # Worker processes are replaced only when they grow: four small trials share one worker.
-    assert len({t.user_attrs["job_pid"] for t in study.trials}) == 1
+    # Worker processes are replaced only when they grow: four small trials share the two
+    # workers (one trains while the other sets up the next trial: hydra.sweeper.prefetch=1).
+    assert len({t.user_attrs["job_pid"] for t in study.trials}) == 2
+    # One trial trains at a time: trial k+1 starts training (its slot-wait metric is logged
+    # then) after trial k's last epoch, but its job started (MLflow run opened, model built)
+    # before that at least once: its set-up overlapped the previous trial's training.
+    spans = []
+    for t in sorted(study.trials, key=lambda t: t.number):
+        (run,) = runs[t.number]
+        (began,) = client.get_metric_history(run.info.run_id, "perf/slot_wait_s")
+        epochs = client.get_metric_history(run.info.run_id, "perf/epoch_train_s")
+        spans.append((run.info.start_time, began.timestamp, max(m.timestamp for m in epochs)))
+    spans.sort(key=lambda s: s[1])
+    assert all(prev[2] <= nxt[1] for prev, nxt in zip(spans, spans[1:])), spans
+    assert any(nxt[0] < prev[2] for prev, nxt in zip(spans, spans[1:])), spans
     # The HTML report: in the parent run and in the sweep directory, curves from the MLflow runs.
     page = (tmp_path / "multirun" / "report.html").read_text()
     assert page == open(client.download_artifacts(parent.info.run_id, "report.html")).read()
@@ -110,15 +123,29 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
 
 
 def test_workers_that_grow_are_replaced(tmp_path):
-    # Any growth over 0.001 MB after a worker's first trial replaces it: at most 2 trials per worker.
-    sweep(tmp_path, "hydra.sweeper.n_trials=3", "trainer.epochs=1", "hydra/launcher=resnet_blocks_process",
+    # Any growth over 0.001 MB after a worker's first trial replaces it once no trial is in
+    # flight: two workers (prefetch) run two trials each, then fresh workers take the fifth.
+    sweep(tmp_path, "hydra.sweeper.n_trials=5", "trainer.epochs=1", "hydra/launcher=resnet_blocks_process",
           "hydra.launcher.max_worker_growth_mb=0.001", "hydra.sweeper.pruner.name=none")  # fmt: skip
-    pids = [t.user_attrs["job_pid"] for t in load(tmp_path).trials]
-    assert len(pids) == 3 and max(pids.count(p) for p in pids) <= 2 and len(set(pids)) >= 2, pids
+    trials = sorted(load(tmp_path).trials, key=lambda t: t.number)
+    pids = [t.user_attrs["job_pid"] for t in trials]
+    assert len(pids) == 5 and max(pids.count(p) for p in pids) <= 2 and len(set(pids)) >= 3, pids
+    assert pids[4] not in pids[:4] and all(t.state == TrialState.COMPLETE for t in trials), pids
     (tmp_path / "bad").mkdir()
     proc = sweep(tmp_path / "bad", "hydra/launcher=resnet_blocks_process", "hydra.launcher.max_worker_growth_mb=0",
                  check=False)  # fmt: skip
     assert proc.returncode != 0 and "hydra.launcher.max_worker_growth_mb: received 0" in proc.stdout + proc.stderr
+
+
+def test_without_prefetch_one_worker_trains_trials_one_after_another(tmp_path):
+    sweep(tmp_path, "hydra.sweeper.n_trials=3", "trainer.epochs=1", "hydra.sweeper.prefetch=0",
+          "hydra.sweeper.pruner.name=none", name="t_pruning")  # fmt: skip
+    trials = load(tmp_path).trials
+    assert len({t.user_attrs["job_pid"] for t in trials}) == 1 and len(trials) == 3
+    client, _, children = mlflow_runs(tmp_path)
+    for run in children:  # nothing to wait for: the only worker trains each job as it comes
+        (wait_s,) = client.get_metric_history(run.info.run_id, "perf/slot_wait_s")
+        assert wait_s.value < 0.05, wait_s
 
 
 def test_repeated_configurations_reuse_values_instead_of_training(tmp_path):
