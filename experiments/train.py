@@ -168,8 +168,8 @@ class FiniteLossGuard(keras.callbacks.Callback):
 def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None) -> TrainResult:
     """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
 
-    ``slot``: a context manager held while fitting and testing only (a sweep's worker waits
-    there for a training slot, its model already built and compiled)."""
+    ``slot``: a context manager entered right before fitting (a sweep's worker waits there
+    for a training slot, its model already built and compiled)."""
     import tensorflow as tf
 
     t = cfg.trainer

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 _SLOTS = None  # in a worker: the pool's semaphore of training slots (None: no gate)
+_HOLDING = False  # in a worker: the current job took a slot (the sweeper gives it back)
 
 
 def _init_worker(slots) -> None:
@@ -56,18 +57,23 @@ def _init_worker(slots) -> None:
 
 @contextmanager
 def training_slot():
-    """Hold one of the launcher's training slots (in a worker with prefetching; elsewhere a
-    no-op). Jobs set up in parallel, but only ``n_jobs`` of them train at a time."""
-    if _SLOTS is None:
-        yield
-        return
-    with _SLOTS:
-        yield
+    """Take one of the launcher's training slots (in a worker with prefetching; elsewhere a
+    no-op). Jobs set up in parallel, but only ``n_jobs`` of them train at a time. The slot is
+    not given back here: the sweeper releases it once it has told the study how the job
+    ended, so the next trial's pruner already sees this trial's result."""
+    global _HOLDING
+    if _SLOTS is not None and not _HOLDING:
+        _SLOTS.acquire()
+        _HOLDING = True
+    yield
 
 
-def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
+def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
     """Runs in the worker process: one Hydra job, exactly as Hydra's own launchers do.
-    Returns the job's result with this worker's pid and resident memory afterwards."""
+    Returns the job's result with this worker's pid, its resident memory afterwards and
+    whether the job took a training slot."""
+    global _HOLDING
+    _HOLDING = False
     idx, overrides, hydra_context, config, task_function, singleton_state, composed = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -88,7 +94,7 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
     )
     from experiments.sweep.sweeper import rss_mb
 
-    return ret, os.getpid(), rss_mb()
+    return ret, os.getpid(), rss_mb(), _HOLDING
 
 
 def _warm_up() -> int:
@@ -129,6 +135,7 @@ class ProcessLauncherImpl:
         self.config = self.task_function = self.hydra_context = None
         self._pool: ProcessPoolExecutor | None = None
         self._first_rss: dict[int, float] = {}  # worker pid -> RSS after its first trial
+        self._slots = None  # the current pool's training slots (with prefetch)
         self._grown: list[str] = []  # workers over the growth limit since the last recycling
         self._broken = False  # a worker died: the pool must be replaced
         self._configured = False  # Hydra's logging and the sweep directory are set up
@@ -160,7 +167,7 @@ class ProcessLauncherImpl:
         if self._pool is None:
             context = multiprocessing.get_context("spawn")
             # Without prefetching every worker trains as soon as it has a job: no gate needed.
-            slots = context.BoundedSemaphore(self.n_jobs) if self.prefetch else None
+            slots = self._slots = context.BoundedSemaphore(self.n_jobs) if self.prefetch else None
             self._pool = ProcessPoolExecutor(
                 max_workers=self.n_jobs + self.prefetch,
                 mp_context=context,
@@ -195,10 +202,12 @@ class ProcessLauncherImpl:
             )
         )
         outcome: Future = Future()
+        outcome.slot = None  # the semaphore to give back in ``release`` (the job took a slot)
 
         def finished(job: Future) -> None:  # runs in the pool's management thread
             try:
-                ret, pid, rss = job.result()
+                ret, pid, rss, holding = job.result()
+                outcome.slot = slots if holding else None
                 first = self._first_rss.setdefault(pid, rss)
                 if self.max_growth is not None and rss - first > self.max_growth:
                     self._grown.append(f"worker {pid}: {first:.0f} -> {rss:.0f} MB")
@@ -206,6 +215,7 @@ class ProcessLauncherImpl:
                 self._broken = True
                 ret = _failed(overrides, RuntimeError(f"worker process died: {err}"))
             except BaseException as err:  # noqa: BLE001 - report, don't crash the sweep
+                self._broken = True  # unknown whether it holds a slot: start fresh workers
                 ret = _failed(overrides, err)
             outcome.set_result(ret)
 
@@ -214,8 +224,15 @@ class ProcessLauncherImpl:
         except BrokenProcessPool:  # a worker died since the last check: replace them once
             self.close()
             job = self._executor().submit(_execute, payload)
+        slots = self._slots
         job.add_done_callback(finished)
         return outcome
+
+    def release(self, outcome: Future) -> None:
+        """Give back the training slot the finished job took (call after telling the study)."""
+        slot, outcome.slot = getattr(outcome, "slot", None), None
+        if slot is not None and slot is self._slots:  # a replaced pool's slots are gone
+            slot.release()
 
     def recycle_due(self) -> bool:
         """A worker grew past the limit or died: replace the workers once no job runs."""
@@ -232,6 +249,8 @@ class ProcessLauncherImpl:
         """Hydra's launcher API: run a batch of jobs and wait for all of them."""
         futures = [self.submit(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
         wait(futures)
+        for future in futures:
+            self.release(future)
         if self.recycle_due():  # between batches no job runs
             self.recycle()
         return [f.result() for f in futures]
@@ -244,6 +263,7 @@ class ProcessLauncherImpl:
                     process.kill()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._slots = None
         self._first_rss.clear()
         self._grown.clear()
         self._broken = False

@@ -314,4 +314,7 @@ def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
     assert "hydra.sweeper.sampler.name: received 'annealing'" in proc.stderr + proc.stdout
     proc = sweep(tmp_path, "hydra.sweeper.n_jobs=2", check=False)
     assert proc.returncode != 0 and "SQLite" in proc.stderr + proc.stdout
+    proc = sweep(tmp_path, "hydra.sweeper.prefetch=-1", check=False)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "hydra.sweeper.prefetch: received -1; allowed: an integer >= 0" in proc.stderr + proc.stdout
     assert not (tmp_path / "optuna.db").exists()
