@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from experiments.metrics import keras_name
 from experiments.run import arch_label, run_task
-from experiments.sweep.launcher import training_slot
+from experiments.sweep.launcher import defer_cleanup, training_slot
 from experiments.sweep.study import MLFLOW_RUN_ATTR, make_storage
 
 
@@ -67,6 +67,16 @@ def _storage(url: str):
     return make_storage(url)
 
 
+def _free_trial_memory() -> None:
+    """Several trials share a process: free each model's graph and memory."""
+    keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
+    # What survived that collection (TensorFlow's caches, the imported modules) is
+    # long-lived: freezing it keeps the next trial's collection to that trial's own
+    # objects (0.3-0.5 s, growing with every trial, down to ~0.05 s). The launcher's
+    # growth limit still bounds the worker's memory.
+    gc.freeze()
+
+
 def run_trial(cfg: DictConfig):
     """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
     t = cfg.trial
@@ -97,13 +107,8 @@ def run_trial(cfg: DictConfig):
             slot=training_slot(),
         )
     finally:
-        # Several trials share this process: free each model's graph and memory.
-        keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
-        # What survived that collection (TensorFlow's caches, the imported modules) is
-        # long-lived: freezing it keeps the next trial's collection to that trial's own
-        # objects (0.3-0.5 s, growing with every trial, down to ~0.05 s). The launcher's
-        # growth limit still bounds the worker's memory.
-        gc.freeze()
+        if not defer_cleanup(_free_trial_memory):  # in the process launcher: when the next job starts
+            _free_trial_memory()
         from experiments.sweep.sweeper import rss_mb
 
         try:

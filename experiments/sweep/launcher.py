@@ -38,14 +38,16 @@ log = logging.getLogger(__name__)
 
 _SLOTS = None  # in a worker: the pool's semaphore of training slots (None: no gate)
 _HOLDING = False  # in a worker: the current job took a slot (the sweeper gives it back)
+_IN_WORKER = False  # this process is one of the launcher's workers
+_CLEANUP = []  # in a worker: clean-up deferred from the last job to the start of the next
 
 
 def _init_worker(slots) -> None:
     """Worker initializer: remember the training slots; on Linux, end this worker when the
     sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
     has been failed and retried."""
-    global _SLOTS
-    _SLOTS = slots
+    global _SLOTS, _IN_WORKER
+    _SLOTS, _IN_WORKER = slots, True
     try:
         import ctypes
         import signal
@@ -68,12 +70,23 @@ def training_slot():
     yield
 
 
+def defer_cleanup(cleanup) -> bool:
+    """In a worker, run ``cleanup`` when the next job starts instead of now: the result goes
+    back to the sweeper sooner, and with prefetching the next job of this worker starts while
+    another trial trains, so the clean-up costs no wall time. False (not deferred) elsewhere."""
+    if _IN_WORKER:
+        _CLEANUP.append(cleanup)
+    return _IN_WORKER
+
+
 def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
     """Runs in the worker process: one Hydra job, exactly as Hydra's own launchers do.
     Returns the job's result with this worker's pid, its resident memory afterwards and
     whether the job took a training slot."""
     global _HOLDING
     _HOLDING = False
+    while _CLEANUP:
+        _CLEANUP.pop(0)()
     idx, overrides, hydra_context, config, task_function, singleton_state, composed = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
