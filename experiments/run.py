@@ -8,6 +8,7 @@ for sweepers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -144,7 +145,11 @@ def run_task(
             f" / {data.num_test} test" if data.num_test else "",
             "x".join(map(str, data.input_shape)), data.num_classes,
         )  # fmt: skip
-        result = train(cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks), slot=slot)
+        # The summary is logged before training: pruned and failed trials have it too.
+        log_summary = functools.partial(_log_summary, tr) if cfg.tracking.log_summary else None
+        result = train(
+            cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks), slot=slot, on_built=log_summary
+        )
         finals = {
             **{f"best/{k}": v for k, v in result.best.items()},
             **result.test,
@@ -170,11 +175,6 @@ def run_task(
             else:
                 values.append(result.best.get(objective, float("nan")))
         tr.log_metrics(finals)
-        if cfg.tracking.log_summary:
-            lines: list[str] = []
-            result.model.summary(print_fn=lambda s, **_: lines.append(s))
-            tr.log_text("\n".join(lines), "model_summary.txt")
-            tr.log_dict(result.cost.to_dict(), "cost.json")
         if cfg.tracking.log_model:
             tr.log_keras_model(result.model, _example_batch(data))
     summary = (
@@ -187,6 +187,13 @@ def run_task(
     )
     log.info(summary)
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def _log_summary(tracker, model, cost) -> None:
+    lines: list[str] = []
+    model.summary(print_fn=lambda s, **_: lines.append(s))
+    tracker.log_text("\n".join(lines), "model_summary.txt")
+    tracker.log_dict(cost.to_dict(), "cost.json")
 
 
 def seeded_data(cfg: DictConfig):

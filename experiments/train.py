@@ -165,8 +165,11 @@ class FiniteLossGuard(keras.callbacks.Callback):
                 )
 
 
-def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None) -> TrainResult:
+def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None) -> TrainResult:
     """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
+
+    ``on_built(model, cost)``: called once the model is compiled, before training (a sweep's
+    job logs its summary then, while another trial may still be training).
 
     ``slot``: a context manager entered right before fitting (a sweep's worker waits there
     for a training slot, its model already built and compiled)."""
@@ -205,6 +208,9 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=No
             model.optimizer.build(model.trainable_variables)
         timing, cbs = _callbacks(t, callbacks)
         phases["build_compile_s"] = time.perf_counter() - t0
+        cost = model_cost(model)
+        if on_built is not None:
+            on_built(model, cost)
         timing.phases = phases
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
@@ -241,7 +247,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=No
         history=hist,
         best={k: best(v, k) for k, v in hist.items() if not k.startswith("perf/")},
         test=test,
-        cost=model_cost(model),
+        cost=cost,
         images_per_s=ips,
         wall_time_s=time.perf_counter() - started - phases.get("slot_wait_s", 0.0),
         train_time_s=sum(timing.train_s),

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -184,8 +185,14 @@ class ProcessLauncherImpl:
         """Start the workers now, so their imports (seconds: TensorFlow) overlap the sweeper's
         own set-up (study, tracking store, first sample and model check)."""
         pool = self._executor()
-        for _ in range(self.n_jobs + self.prefetch):
-            pool.submit(_warm_up)
+
+        def start() -> None:
+            # Starting a worker waits until the fork server has imported everything: seconds
+            # the sweeper spends on its own set-up meanwhile, so start them from a thread.
+            for _ in range(self.n_jobs + self.prefetch):
+                pool.submit(_warm_up)
+
+        threading.Thread(target=start, name="start-workers", daemon=True).start()
 
     def precompose(self, overrides: Sequence[str], config) -> None:
         """Hand over the job config that ``load_sweep_config(overrides)`` gives, so the worker

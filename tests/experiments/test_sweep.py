@@ -91,6 +91,8 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")]
         assert steps == list(range(1, len(steps) + 1)) and steps
         assert "stopped_early" in run.data.tags if t.state == TrialState.PRUNED else True
+        # Logged before training, so pruned trials have their model summary and cost too.
+        assert {"model_summary.txt", "cost.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
         # The exact overrides to reproduce the trial are recorded.
         assert any(o.startswith("trainer.learning_rate=") for o in t.user_attrs["overrides"])
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
