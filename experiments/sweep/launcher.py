@@ -50,6 +50,12 @@ def _init_worker(slots) -> None:
     has been failed and retried."""
     global _SLOTS, _IN_WORKER
     _SLOTS, _IN_WORKER = slots, True
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """On Linux, have this process killed when the thread that started it ends (its parent's
+    main thread here: the sweeper's for the fork server, the fork server's for a worker)."""
     try:
         import ctypes
         import signal
@@ -134,13 +140,25 @@ def _warm_up() -> int:
 # from it: two workers start in about the time of one TensorFlow import instead of two
 # imports competing for the cores, and recycled workers start at once. (Only imports
 # happen in the fork server, no TensorFlow op, so its runtime's threads start in each worker.)
-_PRELOAD = ["experiments.run", "experiments.sweep.job", "mlflow", "mlflow.store.tracking.sqlalchemy_store"]
+_PRELOAD = [
+    "experiments.sweep.forkserver_guard",  # first: the fork server dies with the sweeper
+    "experiments.run",
+    "experiments.sweep.job",
+    "mlflow",
+    "mlflow.store.tracking.sqlalchemy_store",
+]
 
 
 def _worker_context():
     if sys.platform.startswith("linux"):
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(_PRELOAD)
+        # Started here, from the caller's thread (the sweeper's main thread), not from the
+        # thread that starts the workers: a process dies with the thread that started it
+        # (die_with_parent), and that thread ends once the workers are up.
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
         return context
     return multiprocessing.get_context("spawn")  # elsewhere forking is unsafe or unavailable
 
