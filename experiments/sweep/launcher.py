@@ -199,6 +199,11 @@ class ProcessLauncherImpl:
         while ``n_jobs`` others train (takes effect for the next pool of workers)."""
         self.prefetch = max(0, int(prefetch))
 
+    def preload(self) -> None:
+        """Start the fork server's imports (seconds: TensorFlow) now, without any worker: if
+        the sweep stops at its start (a service unreachable), nothing has to be stopped."""
+        _worker_context()
+
     def warm_up(self) -> None:
         """Start the workers now, so their imports (seconds: TensorFlow) overlap the sweeper's
         own set-up (study, tracking store, first sample and model check)."""

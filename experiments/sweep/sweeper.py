@@ -172,11 +172,13 @@ class SweeperImpl:
         pipelined = hasattr(self.launcher, "submit")  # our launcher: trials stay in flight
         if pipelined and hasattr(self.launcher, "set_prefetch"):
             self.launcher.set_prefetch(c.prefetch)
+        if not c.setup_only and hasattr(self.launcher, "preload"):
+            self.launcher.preload()  # the workers' imports overlap the checks and the study set-up
         tracking = base.tracking
         if tracking.enabled:
             check_tracking_uri(tracking.tracking_uri)
         storage = self._storage()
-        # Services reachable: start the workers, whose imports overlap the study's set-up.
+        # Services reachable: start the workers.
         if not c.setup_only and hasattr(self.launcher, "warm_up"):
             self.launcher.warm_up()
         study = optuna.create_study(

@@ -64,6 +64,9 @@ class ProcessLauncher(Launcher):
     def set_prefetch(self, prefetch: int) -> None:
         self._impl.set_prefetch(prefetch)
 
+    def preload(self) -> None:
+        self._impl.preload()
+
     def warm_up(self) -> None:
         self._impl.warm_up()
 
