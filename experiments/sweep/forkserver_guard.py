@@ -6,6 +6,12 @@ not exit on its own) would keep its workers, and a trial the sweeper has given u
 go on training. Each worker in turn ends with the fork server (``_init_worker``).
 """
 
-from experiments.sweep.launcher import die_with_parent
+import warnings
+
+# Each forked worker runs the sweep's main module (experiments.run) by name, which the fork
+# server has imported already: runpy warns about that, once per worker, to no purpose.
+warnings.filterwarnings("ignore", message="'experiments.run' found in sys.modules", category=RuntimeWarning)
+
+from experiments.sweep.launcher import die_with_parent  # noqa: E402
 
 die_with_parent()

@@ -12,7 +12,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from resnet_blocks import SpecError
@@ -101,10 +101,13 @@ def make_storage(
     """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
+        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; stable in practice
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         kwargs.update(
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period or 3 * heartbeat_interval,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry),
+            heartbeat_stale_trial_callback=retry,  # Optuna 5's name (failed_trial_callback is deprecated)
         )
     if is_sqlite(url):
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
@@ -121,7 +124,7 @@ def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the failed trial that ``trial`` retries, if any."""
     with warnings.catch_warnings():  # "experimental" since Optuna 2.8; stable in practice
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryFailedTrialCallback.retried_trial_number(trial)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
 def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments.cli import RunFailure, UserError, user_errors
@@ -261,7 +262,9 @@ class SweeperImpl:
             self._check_failure_rate(done)
             room = c.n_trials - len(done) - len(running)
             for _ in range(max(0, min(limit, room))):
-                trial = study.ask()
+                with warnings.catch_warnings():  # our Heartbeats thread beats for asked trials
+                    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+                    trial = study.ask()
                 self._heartbeats.add(trial._trial_id)  # noqa: SLF001
                 asked.append(trial)
         return None, asked
@@ -378,10 +381,14 @@ class SweeperImpl:
         """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
         c = self.conf
         if c.heartbeat_interval:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9; stable in practice
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         elif st.is_sqlite(c.storage) and not c.allow_sqlite_parallel:
             # One worker only: any RUNNING trial is left over from a process that died.
-            retry = RetryFailedTrialCallback(max_retry=c.max_retry)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                retry = RetryHeartbeatStaleTrialCallback(max_retry=c.max_retry)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number in self._live:
                     continue

@@ -11,7 +11,7 @@ import uuid
 
 import optuna
 from mlflow.tracking import MlflowClient
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from tests.distributed.conftest import REPO
@@ -129,7 +129,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     study = optuna.load_study(study_name="quick", storage=pg_url)
     trials = {t.number: t for t in study.trials}
     assert trials[victim.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if RetryFailedTrialCallback.retried_trial_number(t) == victim.number]
+    retries = [t for t in study.trials if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == victim.number]
     assert len(retries) == 1
     (retry,) = retries
     assert retry.params == victim.params and retry.state == TrialState.COMPLETE
