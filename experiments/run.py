@@ -125,7 +125,7 @@ def run_task(
 ) -> float | tuple[float, ...]:
     """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several).
 
-    ``slot``: held while fitting (see :func:`experiments.train.train`)."""
+    ``slot``: entered right before fitting (see :func:`experiments.train.train`)."""
     plan = plan_run(cfg, build=cfg.trial.number is None)
     tracker = _tracker(cfg)
     label = arch_label(cfg.model)

@@ -122,14 +122,10 @@ def _warm_up() -> int:
     """Runs in a new worker: import what every job needs (TensorFlow, Keras, MLflow, Optuna),
     so that the first trial does not wait for it (MLflow and its SQL store alone: ~1.3 s)."""
     import gc
+    import importlib
 
-    import mlflow  # noqa: F401 - the job imports it lazily
-    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
-
-    import experiments.run  # noqa: F401
-    import experiments.sweep.job  # noqa: F401
-    import experiments.tracking  # noqa: F401
-
+    for name in _PRELOAD[1:]:  # (already imported where the fork server preloaded them)
+        importlib.import_module(name)
     # What exists now lives as long as the worker: keep it out of every later collection.
     gc.collect()
     gc.freeze()
@@ -145,7 +141,8 @@ _PRELOAD = [
     "experiments.sweep.forkserver_guard",  # first: the fork server dies with the sweeper
     "experiments.run",
     "experiments.sweep.job",
-    "mlflow",
+    "experiments.tracking",
+    "mlflow",  # the job imports MLflow lazily
     "mlflow.store.tracking.sqlalchemy_store",
 ]
 

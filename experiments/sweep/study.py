@@ -57,6 +57,15 @@ def _construct(kind: str, conf, factory, **fixed):
         ) from None
 
 
+@contextmanager
+def quiet_experimental():
+    """Silence Optuna's "experimental" notices for the helpers we rely on (heartbeat retries,
+    stale-trial checks: experimental since Optuna 2.8-2.9, stable in practice)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
     """The configured sampler (``grid`` takes its grid from the search space)."""
     if conf.name == "grid":
@@ -101,8 +110,7 @@ def make_storage(
     """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
-        with warnings.catch_warnings():  # "experimental" since Optuna 2.8; stable in practice
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with quiet_experimental():
             retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         kwargs.update(
             heartbeat_interval=heartbeat_interval,
@@ -115,15 +123,13 @@ def make_storage(
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with quiet_experimental():
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
 def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the failed trial that ``trial`` retries, if any."""
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.8; stable in practice
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with quiet_experimental():
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 

@@ -381,13 +381,11 @@ class SweeperImpl:
         """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
         c = self.conf
         if c.heartbeat_interval:
-            with warnings.catch_warnings():  # "experimental" since Optuna 2.9; stable in practice
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with st.quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
         elif st.is_sqlite(c.storage) and not c.allow_sqlite_parallel:
             # One worker only: any RUNNING trial is left over from a process that died.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with st.quiet_experimental():
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=c.max_retry)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number in self._live:
