@@ -16,9 +16,12 @@ keeps jobs in flight; ``launch`` is Hydra's run-a-batch API on top of it.
 
 from __future__ import annotations
 
+import gc
+import inspect
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -47,10 +50,15 @@ _CLEANUP = []  # in a worker: clean-up deferred from the last job to the start o
 def _init_worker(slots) -> None:
     """Worker initializer: remember the training slots; on Linux, end this worker when the
     sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
-    has been failed and retried."""
+    has been failed and retried; collect garbage between jobs only (see ``_execute``)."""
     global _SLOTS, _IN_WORKER
     _SLOTS, _IN_WORKER = slots, True
     die_with_parent()
+    # A trial's cyclic garbage is its model and traced graphs: about 37,000 objects for a
+    # small ResNet on digits whether it trains 2 or 30 epochs (measured), none per step. So a
+    # worker collects once per job, when the next one starts, instead of letting Python run
+    # full collections at random points of a trial (0.3 s each, seen between two trials).
+    gc.disable()
 
 
 def die_with_parent() -> None:
@@ -93,8 +101,11 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
     whether the job took a training slot."""
     global _HOLDING
     _HOLDING = False
+    collected = bool(_CLEANUP)  # the deferred clean-up collects the last trial's garbage
     while _CLEANUP:
         _CLEANUP.pop(0)()
+    if not collected:
+        gc.collect()
     idx, overrides, hydra_context, config, task_function, singleton_state, composed = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -118,25 +129,77 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
     return ret, os.getpid(), rss_mb(), _HOLDING
 
 
-def _warm_up() -> int:
-    """Runs in a new worker: import what every job needs (TensorFlow, Keras, MLflow, Optuna),
-    so that the first trial does not wait for it (MLflow and its SQL store alone: ~1.3 s)."""
-    import gc
+def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None) -> int:
+    """Runs in a new worker before its first job: whatever every job needs once per process,
+    done while the sweeper sets up, so the first trial does not wait for it: the imports (in
+    the fork server already, on Linux), TensorFlow's runtime and Keras's first build and
+    compile, the tracking store and the study's storage, and the sweep's base ``data`` config
+    (``{"data": ..., "batch_size": ...}``: an image folder is decoded once per process)."""
     import importlib
 
     for name in _PRELOAD[1:]:  # (already imported where the fork server preloaded them)
         importlib.import_module(name)
+    try:
+        _warm_keras()
+        if tracking_uri:
+            import mlflow
+
+            from experiments.tracking import git_commit, package_versions
+
+            mlflow.tracking.MlflowClient(tracking_uri).search_experiments(max_results=1)  # opens and caches the store
+            package_versions(), git_commit()  # every run's tags, cached per process
+        if storage_url:
+            from experiments.sweep.job import _storage
+
+            _storage(storage_url)
+        if data and _loads_locally(data["data"]):
+            from omegaconf import OmegaConf
+
+            from experiments.data import load_data
+
+            load_data(OmegaConf.create(data["data"]), batch_size=data["batch_size"])
+    except Exception as err:  # noqa: BLE001 - only a head start: the job meets any real problem itself
+        log.debug("worker warm-up incomplete: %s", err)
     # What exists now lives as long as the worker: keep it out of every later collection.
     gc.collect()
     gc.freeze()
     return os.getpid()
 
 
-# What every worker imports. On Linux a fork server imports it once and forks each worker
-# from it, so a worker that replaces one that grew starts at once instead of importing
-# TensorFlow again (with fresh workers every 3 trials of the quick sweep: 1.3 s without
-# training instead of 9.6 s, benchmarks/sweep_overhead.py). Only imports happen in the fork
-# server, no TensorFlow op, so TensorFlow's runtime and its threads start in each worker.
+def _loads_locally(data: dict) -> bool:
+    """The data loads without a download (CIFAR-10 not yet in Keras's cache would download:
+    every worker at once, into the same files)."""
+    if data.get("source") != "cifar10":
+        return True
+    from experiments.data import cifar10_cache_dir
+
+    return any(cifar10_cache_dir().glob("data_batch_*"))
+
+
+def _warm_keras() -> None:
+    """Start TensorFlow's runtime and run Keras's first build, compile and data pipeline once
+    (the first of each costs more than any later one), then forget the model."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    for _ in tf.data.Dataset.from_tensor_slices(np.zeros((2, 1), "float32")).batch(2):
+        pass
+    keras.backend.clear_session(free_memory=False)
+
+
+# What every worker imports. On Linux a fork server holds it and forks each worker from it, so
+# a worker starts at once instead of importing TensorFlow (seconds): the first workers, and
+# each worker that replaces one that grew (with fresh workers every 3 trials of the quick
+# sweep: 1.3 s without training instead of 9.6 s, benchmarks/sweep_overhead.py). Only imports
+# happen in the fork server, no TensorFlow op, so TensorFlow's runtime and its threads start
+# in each worker.
 _PRELOAD = [
     "experiments.sweep.forkserver_guard",  # first: the fork server dies with the sweeper
     "experiments.run",
@@ -144,6 +207,8 @@ _PRELOAD = [
     "experiments.tracking",
     "mlflow",  # the job imports MLflow lazily
     "mlflow.store.tracking.sqlalchemy_store",
+    "sklearn.datasets",  # the embedded dataset and the validation split
+    "sklearn.model_selection",
 ]
 
 
@@ -154,11 +219,97 @@ def _worker_context():
         # Started here, from the caller's thread (the sweeper's main thread), not from the
         # thread that starts the workers: a process dies with the thread that started it
         # (die_with_parent), and that thread ends once the workers are up.
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
+        _start_fork_server()
         return context
     return multiprocessing.get_context("spawn")  # elsewhere forking is unsafe or unavailable
+
+
+def _start_fork_server() -> None:
+    """Start multiprocessing's fork server, as a fork of this process where that is safe.
+
+    multiprocessing starts it as a new interpreter, which imports TensorFlow, Keras and MLflow
+    again: 4-5 s on 2 cores, competing with the sweeper's own set-up, before any trial can
+    start. The sweeper has imported TensorFlow already but run no op of it (the same state
+    the fork server keeps), so a fork of it is a fork server that only has MLflow left to
+    import. Falls back to multiprocessing's own start when this process already runs
+    TensorFlow's runtime or other threads (their state would not survive the fork) or when
+    this Python's fork server differs from the one this was written against (3.11-3.13)."""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver  # noqa: SLF001 - the module's one ForkServer
+    if not _fork_safe() or not _same_fork_server(server):
+        forkserver.ensure_running()
+        return
+    with server._lock:  # noqa: SLF001 - as ForkServer.ensure_running, with os.fork for spawnv
+        from multiprocessing import connection, resource_tracker, spawn, util
+
+        resource_tracker.ensure_running()
+        if server._forkserver_pid is not None:  # noqa: SLF001
+            if not os.waitpid(server._forkserver_pid, os.WNOHANG)[0]:  # noqa: SLF001
+                return  # still running
+            os.close(server._forkserver_alive_fd)  # noqa: SLF001
+            server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None  # noqa: SLF001
+        data = {k: v for k, v in spawn.get_preparation_data("ignore").items() if k in ("main_path", "sys_path")}
+        preload = list(server._preload_modules)  # noqa: SLF001
+        with socket.socket(socket.AF_UNIX) as listener:
+            address = connection.arbitrary_address("AF_UNIX")
+            listener.bind(address)
+            if not util.is_abstract_socket_namespace(address):
+                os.chmod(address, 0o600)
+            listener.listen()
+            alive_r, alive_w = os.pipe()  # every client holds the write end; EOF: all gone
+            sys.stdout.flush()  # else the workers would print what this process had buffered
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:  # the fork server: serve until the sweeper is gone, never return
+                try:
+                    os.close(alive_w)
+                    _preload_and_freeze(preload)
+                    forkserver.main(listener.fileno(), alive_r, [], **data)
+                finally:
+                    os._exit(0)
+            os.close(alive_r)
+        server._forkserver_address = address  # noqa: SLF001
+        server._forkserver_alive_fd = alive_w  # noqa: SLF001
+        server._forkserver_pid = pid  # noqa: SLF001
+
+
+def _preload_and_freeze(modules: Sequence[str]) -> None:
+    """In the fork server: import ``modules`` (as multiprocessing's does), then collect garbage
+    once and freeze what is left, so no worker spends the ~0.4 s of that collection again."""
+    for name in modules:
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    gc.collect()
+    gc.freeze()
+
+
+def _fork_safe() -> bool:
+    """No thread but this one and no TensorFlow runtime (its thread pools) in this process."""
+    if threading.active_count() > 1:
+        return False
+    if "tensorflow" in sys.modules:
+        try:
+            from tensorflow.python.eager import context
+
+            return not context.context()._initialized  # noqa: SLF001
+        except (ImportError, AttributeError):
+            return False
+    return True
+
+
+def _same_fork_server(server) -> bool:
+    """This Python's fork server is the one ``_start_fork_server`` mirrors (no auth key)."""
+    from multiprocessing import forkserver
+
+    params = list(inspect.signature(forkserver.main).parameters)
+    expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
+    return params == expected and set(vars(server)) == {
+        "_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid", "_inherited_fds", "_lock",
+        "_preload_modules",
+    }  # fmt: skip
 
 
 class ProcessLauncherImpl:
@@ -202,16 +353,19 @@ class ProcessLauncherImpl:
         the sweep stops at its start (a service unreachable), nothing has to be stopped."""
         _worker_context()
 
-    def warm_up(self) -> None:
-        """Start the workers now, so their imports (seconds: TensorFlow) overlap the sweeper's
-        own set-up (study, tracking store, first sample and model check)."""
+    def warm_up(
+        self, tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None
+    ) -> None:
+        """Start the workers now, so their start-up (see ``_warm_up``) overlaps the sweeper's
+        own set-up (study, tracking store, first sample and model check). ``tracking_uri``,
+        ``storage_url`` and ``data``: what the jobs will open and load, done once per worker ahead."""
         pool = self._executor()
 
         def start() -> None:
             # Starting a worker waits until the fork server has imported everything: seconds
             # the sweeper spends on its own set-up meanwhile, so start them from a thread.
             for _ in range(self.n_jobs + self.prefetch):
-                pool.submit(_warm_up)
+                pool.submit(_warm_up, tracking_uri, storage_url, data)
 
         threading.Thread(target=start, name="start-workers", daemon=True).start()
 

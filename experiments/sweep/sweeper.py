@@ -181,7 +181,8 @@ class SweeperImpl:
         storage = self._storage()
         # Services reachable: start the workers.
         if not c.setup_only and hasattr(self.launcher, "warm_up"):
-            self.launcher.warm_up()
+            data = {"data": OmegaConf.to_container(base.data, resolve=True), "batch_size": base.trainer.batch_size}
+            self.launcher.warm_up(tracking.tracking_uri if tracking.enabled else None, c.storage, data)
         study = optuna.create_study(
             study_name=c.study_name,
             storage=storage,

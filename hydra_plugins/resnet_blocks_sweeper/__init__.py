@@ -67,8 +67,10 @@ class ProcessLauncher(Launcher):
     def preload(self) -> None:
         self._impl.preload()
 
-    def warm_up(self) -> None:
-        self._impl.warm_up()
+    def warm_up(
+        self, tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None
+    ) -> None:
+        self._impl.warm_up(tracking_uri, storage_url, data)
 
     def precompose(self, overrides, config) -> None:
         self._impl.precompose(overrides, config)

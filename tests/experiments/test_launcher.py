@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
+
+import pytest
 
 from tests.experiments.conftest import REPO
 
@@ -32,3 +35,55 @@ def test_fork_server_guard_is_imported_first():
     from experiments.sweep.launcher import _PRELOAD
 
     assert _PRELOAD[0] == "experiments.sweep.forkserver_guard"
+
+
+FORKED = """
+import os
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import forkserver
+import experiments  # TensorFlow imported, its runtime not started
+{before}
+from experiments.sweep.launcher import _warm_up, _worker_context
+context = _worker_context()
+server = forkserver._forkserver._forkserver_pid
+cmdline = lambda pid: open(f"/proc/{{pid}}/cmdline").read()
+print("server is a fork of this process:", cmdline(server) == cmdline(os.getpid()))
+with ProcessPoolExecutor(1, mp_context=context) as pool:
+    worker = pool.submit(_warm_up).result()  # runs TensorFlow ops and a Keras build in the worker
+    print("worker forked from the server:", open(f"/proc/{{worker}}/stat").read().split()[3] == str(server))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only (spawn elsewhere)")
+def test_fork_server_is_a_fork_of_the_sweeper_and_its_workers_run_tensorflow():
+    # The sweeper has imported TensorFlow but run none of it: a fork of it needs no new
+    # interpreter importing TensorFlow again (4-5 s before the first trial could start).
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED.format(before="")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "server is a fork of this process: True" in proc.stdout, proc.stdout
+    assert "worker forked from the server: True" in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only (spawn elsewhere)")
+def test_fork_server_is_a_new_interpreter_once_tensorflow_runs_here():
+    # TensorFlow's thread pools would not survive a fork: then multiprocessing's own start.
+    before = "import tensorflow as tf; tf.constant(1.0) + 1"
+    proc = subprocess.run(
+        [sys.executable, "-c", FORKED.format(before=before)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "server is a fork of this process: False" in proc.stdout, proc.stdout
+    assert "worker forked from the server: True" in proc.stdout, proc.stdout
+
+
+def test_workers_collect_garbage_between_jobs_only():
+    import gc
+    from concurrent.futures import ProcessPoolExecutor
+
+    from experiments.sweep.launcher import _init_worker
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(None,)) as pool:  # fmt: skip
+        assert pool.submit(gc.isenabled).result() is False
