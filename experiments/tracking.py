@@ -11,8 +11,11 @@ import functools
 import json
 import logging
 import os
+import queue
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -120,6 +123,7 @@ class RunTracker:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.run_id: str | None = None
+        self._background: _BackgroundMetrics | None = None  # per-epoch metrics being written
 
     @contextmanager
     def open(
@@ -156,22 +160,38 @@ class RunTracker:
             tags=all_tags,
         )
         self.run_id = run.info.run_id
+        self._background = None
         try:
             yield self
+            self._drain()  # a metric the store refused fails the run, as when logged directly
         except ended_ok as err:
+            self._drain(quiet=True)
             mlflow.set_tag("stopped_early", str(err) or type(err).__name__)
             mlflow.end_run(status="FINISHED")
             raise
         except KeyboardInterrupt:
+            self._drain(quiet=True)
             mlflow.set_tag("failure_reason", "interrupted (KeyboardInterrupt)")
             mlflow.end_run(status="KILLED")
             raise
         except BaseException as err:
+            self._drain(quiet=True)
             mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
             mlflow.end_run(status="FAILED")
             raise
         else:
             mlflow.end_run(status="FINISHED")
+
+    def _drain(self, *, quiet: bool = False) -> None:
+        """Wait until the metrics logged in the background are in the store."""
+        background, self._background = self._background, None
+        if background is not None:
+            try:
+                background.close()
+            except Exception as err:  # noqa: BLE001 - the run already fails for another reason
+                if not quiet:
+                    raise
+                log.warning("MLflow run %s: some per-epoch metrics were not logged: %s", self.run_id, err)
 
     # -- logging helpers (only valid inside ``open``) -------------------------------------
     def epoch_callback(self) -> keras.callbacks.Callback:
@@ -186,14 +206,24 @@ class RunTracker:
             mlflow.log_params(dict(items[i : i + 100]))
         mlflow.log_text(yaml_text, "config.yaml")
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, *, background: bool = False) -> None:
+        """Log ``metrics`` now, or with ``background`` from a thread, in order, so that training
+        does not wait for the store (a write to SQLite takes ~7 ms, at every epoch of every
+        trial). Each metric keeps the time of this call; the run waits for them before it ends."""
+        if background:
+            if self._background is None:
+                self._background = _BackgroundMetrics(self.tracking_uri, self.run_id)
+            self._background.put(metrics, step)
+            return
         import mlflow
 
+        self._drain()  # keep the order of the writes (and one writer at a time)
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         import mlflow
 
+        self._drain()
         mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
     def log_text(self, text: str, artifact_file: str) -> None:
@@ -227,6 +257,40 @@ class RunTracker:
             mlflow.log_artifact(str(Path(tmp) / "signature.json"), "model")
 
 
+class _BackgroundMetrics:
+    """One run's metrics, written by one thread in the order they were logged."""
+
+    def __init__(self, tracking_uri: str, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self._client, self._run_id = MlflowClient(tracking_uri), run_id
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, name="mlflow-metrics", daemon=True)
+        self._thread.start()
+
+    def put(self, metrics: Mapping[str, float], step: int | None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._queue.put([Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def _write(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, drop the rest: close() reports it
+                try:
+                    self._client.log_batch(self._run_id, metrics=batch)
+                except BaseException as err:  # noqa: BLE001 - handed to the training thread
+                    self._error = err
+
+    def close(self) -> None:
+        """Wait for every metric put so far; raise the store's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
 class MlflowEpochLogger(keras.callbacks.Callback):
     """Logs each epoch's metrics (``train/loss``, ``val/accuracy``, ``lr``) with step = epoch."""
 
@@ -242,14 +306,14 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         phases = self.timing.phases if self.timing is not None else {}
         metrics = {f"perf/{k}": phases[k] for k in ("build_compile_s", "slot_wait_s") if k in phases}
         if metrics:
-            self.tracker.log_metrics(metrics)
+            self.tracker.log_metrics(metrics, background=True)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = keras_logs_to_metrics(logs or {}, self.model)
         if self.timing is not None and self.timing.train_s:
             metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
             metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]
-        self.tracker.log_metrics(metrics, step=epoch + 1)
+        self.tracker.log_metrics(metrics, step=epoch + 1, background=True)
 
 
 class NullTracker:

@@ -198,6 +198,38 @@ def test_batch_order_does_not_depend_on_the_process_history(make_cfg):
     assert np.array_equal(y1, y2) and np.array_equal(x1, x2)
 
 
+def test_background_metrics_are_all_stored_in_order_before_the_run_ends(tracking_uri, mlflow_client):
+    # Per-epoch metrics go to the store from a thread (training does not wait for it); the
+    # run must not end before they are in, each with its step and the time it was logged.
+    from experiments.tracking import RunTracker
+
+    tracker = RunTracker(tracking_uri, "resnet-blocks")
+    with tracker.open(run_name="background") as tr:
+        for step in range(1, 41):
+            tr.log_metrics({"val/accuracy": step / 100, "train/loss": 1 / step}, step=step, background=True)
+        tr.log_metrics({"best/val/accuracy": 0.4})  # a direct write waits for the queued ones
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FINISHED"
+    history = mlflow_client.get_metric_history(run.info.run_id, "val/accuracy")
+    assert sorted(m.step for m in history) == list(range(1, 41))
+    by_step = sorted(history, key=lambda m: m.step)
+    assert [m.timestamp for m in by_step] == sorted(m.timestamp for m in by_step)
+    assert run.data.metrics["best/val/accuracy"] == 0.4
+
+
+def test_a_metric_refused_in_the_background_fails_the_run(tracking_uri, mlflow_client):
+    from mlflow.exceptions import MlflowException
+
+    from experiments.tracking import RunTracker
+
+    with pytest.raises(MlflowException, match="bad\\?key"):
+        with RunTracker(tracking_uri, "resnet-blocks").open(run_name="refused") as tr:
+            tr.log_metrics({"bad?key": 1.0}, step=1, background=True)
+    (run,) = runs_of(mlflow_client)
+    assert run.info.status == "FAILED"
+    assert "bad?key" in run.data.tags["failure_reason"]
+
+
 @pytest.mark.parametrize("fused_norm", ["true", "false"])
 def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client, fused_norm):
     # Unfused, the NaN reaches the loss; fused, BN+ReLU zeroes NaN activations and the NaN
