@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import math
 import os
+import time
 
 import keras
 import optuna
@@ -18,8 +20,10 @@ from omegaconf import DictConfig
 
 from experiments.metrics import keras_name
 from experiments.run import arch_label, run_task
-from experiments.sweep.launcher import defer_cleanup, training_slot
+from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
 from experiments.sweep.study import MLFLOW_RUN_ATTR, make_storage
+
+log = logging.getLogger(__name__)
 
 
 class MissingMetricError(KeyError):
@@ -35,6 +39,7 @@ class OptunaPruning(keras.callbacks.Callback):
     def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True):
         super().__init__()
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
+        self._waited = False  # for the trials that trained before this one to be told
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -47,8 +52,25 @@ class OptunaPruning(keras.callbacks.Callback):
             return  # the run's own guard reports divergence
         if self.report:  # multi-objective trials cannot take intermediate values
             self.trial.report(value, step=epoch + 1)
+            if not self._waited:
+                wait_until_told(self.trial.study, trained_before())
+                self._waited = True
             if self.trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({self.monitor}={value:.4f})")
+
+
+def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: float = 120.0) -> None:
+    """Wait until the study knows how trials ``numbers`` ended: they trained before this
+    trial, and the sweeper tells each one a few milliseconds after its job has returned."""
+    deadline = time.monotonic() + timeout
+    while numbers:
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        numbers = tuple(n for n in numbers if n in states and not states[n].is_finished())
+        if numbers and time.monotonic() > deadline:
+            log.warning("pruning without trial(s) %s: the sweeper did not tell them within %g s", numbers, timeout)
+            return
+        if numbers:
+            time.sleep(0.002)
 
 
 def _job_pruner():
@@ -104,10 +126,10 @@ def run_trial(cfg: DictConfig):
             tags=tags,
             on_tracker=remember_run,
             ended_ok=(optuna.TrialPruned,),
-            slot=training_slot(),
+            slot=training_slot(t.number),
         )
     finally:
-        if not defer_cleanup(_free_trial_memory):  # in the process launcher: when the next job starts
+        if not defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
             _free_trial_memory()
         from experiments.sweep.sweeper import rss_mb
 

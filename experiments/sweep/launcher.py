@@ -42,17 +42,19 @@ log = logging.getLogger(__name__)
 
 
 _SLOTS = None  # in a worker: the pool's semaphore of training slots (None: no gate)
-_HOLDING = False  # in a worker: the current job took a slot (the sweeper gives it back)
+_RELEASES = None  # in a worker: the pool's ring of trials that gave a slot back (see training_slot)
+_TRAINED_BEFORE: tuple[int, ...] = ()  # in a worker: trials that trained before this job's trial
 _IN_WORKER = False  # this process is one of the launcher's workers
-_CLEANUP = []  # in a worker: clean-up deferred from the last job to the start of the next
+_CLEANUP = []  # in a worker: clean-up deferred from the running job (see defer_cleanup)
+_CLEANER: threading.Thread | None = None  # in a worker: the last job's clean-up, running
 
 
-def _init_worker(slots) -> None:
+def _init_worker(slots, releases=None) -> None:
     """Worker initializer: remember the training slots; on Linux, end this worker when the
     sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
     has been failed and retried; collect garbage between jobs only (see ``_execute``)."""
-    global _SLOTS, _IN_WORKER
-    _SLOTS, _IN_WORKER = slots, True
+    global _SLOTS, _RELEASES, _IN_WORKER
+    _SLOTS, _RELEASES, _IN_WORKER = slots, releases, True
     die_with_parent()
     # A trial's cyclic garbage is its model and traced graphs: about 37,000 objects for a
     # small ResNet on digits whether it trains 2 or 30 epochs (measured), none per step. So a
@@ -74,37 +76,66 @@ def die_with_parent() -> None:
 
 
 @contextmanager
-def training_slot():
-    """Take one of the launcher's training slots (in a worker with prefetching; elsewhere a
-    no-op). Jobs set up in parallel, but only ``n_jobs`` of them train at a time. The slot is
-    not given back here: the sweeper releases it once it has told the study how the job
-    ended, so the next trial's pruner already sees this trial's result."""
-    global _HOLDING
-    if _SLOTS is not None and not _HOLDING:
-        _SLOTS.acquire()
-        _HOLDING = True
-    yield
+def training_slot(trial_number: int | None = None):
+    """Train inside one of the launcher's training slots (in a worker with prefetching;
+    elsewhere a no-op): jobs set up in parallel, but only ``n_jobs`` of them train at a time.
+
+    The slot goes to the next trial as soon as this one's training ends, before its job has
+    logged its last figures and the sweeper has told the study its result (some 30 ms per
+    trial). So that the next trial's pruner still compares with every trial that trained
+    before it, as with one worker, :func:`trained_before` lists those trials (noted here as
+    they give their slot back) and the pruning callback waits until the study knows them."""
+    global _TRAINED_BEFORE
+    if _SLOTS is None:
+        yield
+        return
+    _SLOTS.acquire()
+    try:
+        _TRAINED_BEFORE = _recent_releases()
+        yield
+    finally:
+        if trial_number is not None and _RELEASES is not None:
+            with _RELEASES.get_lock():  # noted before the slot is free: the next trial reads it
+                count = _RELEASES[0]
+                _RELEASES[1 + count % (len(_RELEASES) - 1)] = trial_number
+                _RELEASES[0] = count + 1
+        _SLOTS.release()
+
+
+def _recent_releases() -> tuple[int, ...]:
+    if _RELEASES is None:
+        return ()
+    with _RELEASES.get_lock():
+        count, ring = _RELEASES[0], list(_RELEASES[1:])
+    return tuple(ring[i % len(ring)] for i in range(max(0, count - len(ring)), count))
+
+
+def trained_before() -> tuple[int, ...]:
+    """In a worker: the trials (numbers) whose training ended before this job's trial got
+    its slot, the most recent ones (at least every trial that may still be in flight)."""
+    return _TRAINED_BEFORE
 
 
 def defer_cleanup(cleanup) -> bool:
-    """In a worker, run ``cleanup`` when the next job starts instead of now: the result goes
-    back to the sweeper sooner, and with prefetching the next job of this worker starts while
-    another trial trains, so the clean-up costs no wall time. False (not deferred) elsewhere."""
+    """In a worker, run ``cleanup`` once the job's result has gone back to the sweeper, from
+    a thread, while the worker waits for its next job (which waits for it, if need be): a
+    trial's clean-up (``clear_session`` and its garbage: 0.3 s, mostly TensorFlow freeing
+    the trial's functions and variables) then delays neither the sweeper nor the next
+    trial's set-up. False (not deferred) elsewhere."""
     if _IN_WORKER:
         _CLEANUP.append(cleanup)
     return _IN_WORKER
 
 
-def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
+def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
     """Runs in the worker process: one Hydra job, exactly as Hydra's own launchers do.
-    Returns the job's result with this worker's pid, its resident memory afterwards and
-    whether the job took a training slot."""
-    global _HOLDING
-    _HOLDING = False
-    collected = bool(_CLEANUP)  # the deferred clean-up collects the last trial's garbage
-    while _CLEANUP:
-        _CLEANUP.pop(0)()
-    if not collected:
+    Returns the job's result with this worker's pid and its resident memory afterwards."""
+    global _TRAINED_BEFORE, _CLEANER
+    _TRAINED_BEFORE = ()
+    if _CLEANER is not None:  # the last job's clean-up, which collects its garbage
+        _CLEANER.join()
+        _CLEANER = None
+    else:
         gc.collect()
     idx, overrides, hydra_context, config, task_function, singleton_state, composed = cloudpickle.loads(payload)
     setup_globals()
@@ -126,7 +157,16 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float, bool]:
     )
     from experiments.sweep.sweeper import rss_mb
 
-    return ret, os.getpid(), rss_mb(), _HOLDING
+    rss = rss_mb()
+    if _CLEANUP:
+        cleanups = list(_CLEANUP)
+        _CLEANUP.clear()
+        # Started a moment later: first this thread sends the result back (a collection
+        # holds the interpreter lock for most of its 0.3 s).
+        _CLEANER = threading.Timer(0.02, lambda: [cleanup() for cleanup in cleanups])
+        _CLEANER.daemon = True
+        _CLEANER.start()
+    return ret, os.getpid(), rss
 
 
 def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None) -> int:
@@ -382,12 +422,14 @@ class ProcessLauncherImpl:
             context = _worker_context()
             # Without prefetching every worker trains as soon as it has a job: no gate needed.
             slots = self._slots = context.BoundedSemaphore(self.n_jobs) if self.prefetch else None
+            # Trials that gave a slot back, newest last: enough for every job in flight.
+            releases = context.Array("i", 1 + self.n_jobs + self.prefetch + 1) if self.prefetch else None
             self._pool = ProcessPoolExecutor(
                 max_workers=self.n_jobs + self.prefetch,
                 mp_context=context,
                 max_tasks_per_child=self.max_trials,  # None: no count limit
                 initializer=_init_worker,
-                initargs=(slots,),
+                initargs=(slots, releases),
             )
             self._broken = False
         return self._pool
@@ -416,12 +458,10 @@ class ProcessLauncherImpl:
             )
         )
         outcome: Future = Future()
-        outcome.slot = None  # the semaphore to give back in ``release`` (the job took a slot)
 
         def finished(job: Future) -> None:  # runs in the pool's management thread
             try:
-                ret, pid, rss, holding = job.result()
-                outcome.slot = slots if holding else None
+                ret, pid, rss = job.result()
                 first = self._first_rss.setdefault(pid, rss)
                 if self.max_growth is not None and rss - first > self.max_growth:
                     self._grown.append(f"worker {pid}: {first:.0f} -> {rss:.0f} MB")
@@ -429,7 +469,7 @@ class ProcessLauncherImpl:
                 self._broken = True
                 ret = _failed(overrides, RuntimeError(f"worker process died: {err}"))
             except BaseException as err:  # noqa: BLE001 - report, don't crash the sweep
-                self._broken = True  # unknown whether it holds a slot: start fresh workers
+                self._broken = True  # unknown whether the worker is sound: start fresh ones
                 ret = _failed(overrides, err)
             outcome.set_result(ret)
 
@@ -438,15 +478,8 @@ class ProcessLauncherImpl:
         except BrokenProcessPool:  # a worker died since the last check: replace them once
             self.close()
             job = self._executor().submit(_execute, payload)
-        slots = self._slots
         job.add_done_callback(finished)
         return outcome
-
-    def release(self, outcome: Future) -> None:
-        """Give back the training slot the finished job took (call after telling the study)."""
-        slot, outcome.slot = getattr(outcome, "slot", None), None
-        if slot is not None and slot is self._slots:  # a replaced pool's slots are gone
-            slot.release()
 
     def recycle_due(self) -> bool:
         """A worker grew past the limit or died: replace the workers once no job runs."""
@@ -463,8 +496,6 @@ class ProcessLauncherImpl:
         """Hydra's launcher API: run a batch of jobs and wait for all of them."""
         futures = [self.submit(overrides, initial_job_idx + i) for i, overrides in enumerate(job_overrides)]
         wait(futures)
-        for future in futures:
-            self.release(future)
         if self.recycle_due():  # between batches no job runs
             self.recycle()
         return [f.result() for f in futures]

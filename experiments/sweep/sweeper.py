@@ -6,7 +6,6 @@ command resumes the study. Several invocations (workers) may share one study on 
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import math
@@ -330,10 +329,7 @@ class SweeperImpl:
                     continue
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    # The trial's training slot goes to the next trial once the study knows
-                    # this one's result (its pruner compares with it from the first epoch).
-                    told = functools.partial(self.launcher.release, future)
-                    self._record(study, in_flight.pop(future), future.result(), runs, progress, told=told)
+                    self._record(study, in_flight.pop(future), future.result(), runs, progress)
                 self._live = {p.trial.number for p in in_flight.values()}
         except BaseException as err:
             self.launcher.close(kill=True)  # idle workers too: exiting would wait for their imports
@@ -539,21 +535,16 @@ class SweeperImpl:
         for p, ret in zip(batch, returns):
             self._record(study, p, ret, runs, progress)
 
-    def _record(self, study, p: Pending, ret, runs, progress: Progress, told=None) -> None:
-        """Tell the study how a launched trial ended (then call ``told``); tag its MLflow
-        run; print it."""
+    def _record(self, study, p: Pending, ret, runs, progress: Progress) -> None:
+        """Tell the study how a launched trial ended; tag its MLflow run; print it."""
         state, values, reason = _outcome(ret)
         if reason:
             p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
         p.trial.set_user_attr("rss_mb", rss_mb())
-        try:
-            if state == TrialState.COMPLETE:
-                study.tell(p.trial, values)
-            else:
-                study.tell(p.trial, state=state)
-        finally:
-            if told is not None:
-                told()
+        if state == TrialState.COMPLETE:
+            study.tell(p.trial, values)
+        else:
+            study.tell(p.trial, state=state)
         self._heartbeats.remove(p.trial._trial_id)  # noqa: SLF001
         frozen = study._storage.get_trial(p.trial._trial_id)  # noqa: SLF001
         run_id = frozen.user_attrs.get(st.MLFLOW_RUN_ATTR)

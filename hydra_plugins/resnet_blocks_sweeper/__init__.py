@@ -49,9 +49,6 @@ class ProcessLauncher(Launcher):
     def submit(self, overrides, job_idx):
         return self._impl.submit(overrides, job_idx)
 
-    def release(self, outcome) -> None:
-        self._impl.release(outcome)
-
     def recycle_due(self) -> bool:
         return self._impl.recycle_due()
 

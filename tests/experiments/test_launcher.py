@@ -87,3 +87,42 @@ def test_workers_collect_garbage_between_jobs_only():
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(None,)) as pool:  # fmt: skip
         assert pool.submit(gc.isenabled).result() is False
+
+
+def test_each_trial_knows_the_trials_that_trained_before_it(monkeypatch):
+    # With prefetching, a trial gives its training slot back when its training ends, before
+    # the sweeper has told the study its result; the next trial learns which trials those were.
+    from experiments.sweep import launcher
+
+    context = multiprocessing.get_context("spawn")  # (only its synchronisation primitives)
+    monkeypatch.setattr(launcher, "_SLOTS", context.BoundedSemaphore(1))
+    monkeypatch.setattr(launcher, "_RELEASES", context.Array("i", 1 + 3))  # the 3 most recent
+    seen = []
+    for number in range(5):
+        with launcher.training_slot(number):
+            seen.append(launcher.trained_before())
+    assert seen == [(), (0,), (0, 1), (0, 1, 2), (1, 2, 3)]
+
+
+def test_pruning_waits_until_the_study_knows_the_trials_that_trained_before(tmp_path, caplog):
+    import threading
+    import time
+
+    import optuna
+
+    from experiments.sweep.job import wait_until_told
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    sweeper_side = optuna.create_study(study_name="s", storage=url)
+    earlier, running = sweeper_side.ask(), sweeper_side.ask()
+    worker_side = optuna.load_study(study_name="s", storage=url)  # as a job sees the study
+    threading.Timer(0.3, lambda: sweeper_side.tell(earlier, 1.0)).start()
+    started = time.monotonic()
+    wait_until_told(worker_side, (earlier.number,))
+    assert time.monotonic() - started >= 0.25
+    assert worker_side.trials[earlier.number].state == optuna.trial.TrialState.COMPLETE
+    # A trial the sweeper never tells (it died): pruning goes on after the timeout, and says so.
+    started = time.monotonic()
+    wait_until_told(worker_side, (running.number,), timeout=0.2)
+    assert 0.2 <= time.monotonic() - started < 5
+    assert "pruning without trial(s) (1,)" in caplog.text
