@@ -500,13 +500,14 @@ class ProcessLauncherImpl:
             self.recycle()
         return [f.result() for f in futures]
 
-    def close(self, *, kill: bool = False) -> None:
-        """Shut the workers down; ``kill`` ends running jobs too (the sweep was stopped)."""
+    def close(self, *, kill: bool = False, wait: bool = True) -> None:
+        """Shut the workers down; ``kill`` ends running jobs too (the sweep was stopped).
+        ``wait=False``: return while they exit (the process waits for them when it ends)."""
         if self._pool is not None:
             if kill:
                 for process in list(getattr(self._pool, "_processes", {}).values()):
                     process.kill()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
         self._slots = None
         self._first_rss.clear()

@@ -324,7 +324,7 @@ class SweeperImpl:
                     if aborted is not None:
                         raise aborted
                     if stop is not None:
-                        self.launcher.close()  # free the workers' memory while the report is made
+                        self.launcher.close(wait=False)  # the workers exit while the report is made
                         return
                     continue
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)

@@ -55,8 +55,8 @@ class ProcessLauncher(Launcher):
     def recycle(self) -> None:
         self._impl.recycle()
 
-    def close(self, *, kill: bool = False) -> None:
-        self._impl.close(kill=kill)
+    def close(self, *, kill: bool = False, wait: bool = True) -> None:
+        self._impl.close(kill=kill, wait=wait)
 
     def set_prefetch(self, prefetch: int) -> None:
         self._impl.set_prefetch(prefetch)
