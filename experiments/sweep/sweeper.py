@@ -302,7 +302,8 @@ class SweeperImpl:
                     recycling = False
                 if stop is None and not recycling and len(in_flight) < capacity:
                     try:
-                        stop, asked = self._ask(study, storage, started, capacity - len(in_flight))
+                        # One at a time: each trial is submitted before the next is even sampled.
+                        stop, asked = self._ask(study, storage, started, 1)
                     except SweepAborted as err:  # the trials in flight still finish and are told
                         aborted, stop, asked = err, str(err), []
                     if stop and not aborted:

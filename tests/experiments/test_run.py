@@ -259,6 +259,26 @@ def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
 
 
 @pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["model.block=bottleneck", "model.shortcut=projection"],
+        ["model.block=regular_v1", "model.depths=[2,1,1]"],
+        ["model=cifar_resnet20"],
+        ["model.plugins=[tests.plugins.faulty]", "model.block=array_weight_regular"],  # falls back
+    ],
+)
+def test_dry_build_counts_exactly_what_a_real_build_has(make_cfg, overrides):
+    # The sweeper vets each architecture with a dry build whose weights are only declared.
+    from experiments.run import build_model_for_config, dry_build
+    from resnet_blocks import model_cost
+
+    cfg = make_cfg(*overrides)
+    spec = plan_run(cfg, build=False).spec
+    assert dry_build(spec) == model_cost(build_model_for_config(spec))
+
+
+@pytest.mark.parametrize(
     ("overrides", "message"),
     [
         (["data.source=mnist"], "data.source: received 'mnist'; allowed: one of digits, cifar10"),

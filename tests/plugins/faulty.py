@@ -24,3 +24,14 @@ def crash_regular(x, *, width, stride, name, ctx, crash_width: int = 8):
     if width == crash_width:
         raise RuntimeError(f"injected failure for width {width}")
     return regular(x, width=width, stride=stride, name=name, ctx=ctx)
+
+
+@register_block("array_weight_regular", preactivation=True)
+def array_weight_regular(x, *, width, stride, name, ctx):
+    """A regular block that creates a weight from an array while the model is built (which
+    Keras's StatelessScope, where weights are only declared, refuses)."""
+    import keras
+    import numpy as np
+
+    keras.Variable(np.ones((width,), "float32"), trainable=False, name=f"{name}_buffer")
+    return regular(x, width=width, stride=stride, name=name, ctx=ctx)
