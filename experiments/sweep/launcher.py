@@ -16,6 +16,7 @@ keeps jobs in flight; ``launch`` is Hydra's run-a-batch API on top of it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import inspect
 import logging
@@ -43,18 +44,19 @@ log = logging.getLogger(__name__)
 
 _SLOTS = None  # in a worker: the pool's semaphore of training slots (None: no gate)
 _RELEASES = None  # in a worker: the pool's ring of trials that gave a slot back (see training_slot)
+_DATA_LOCK = None  # in a worker: held while a worker warms its data up (one at a time)
 _TRAINED_BEFORE: tuple[int, ...] = ()  # in a worker: trials that trained before this job's trial
 _IN_WORKER = False  # this process is one of the launcher's workers
 _CLEANUP = []  # in a worker: clean-up deferred from the running job (see defer_cleanup)
 _CLEANER: threading.Thread | None = None  # in a worker: the last job's clean-up, running
 
 
-def _init_worker(slots, releases=None) -> None:
+def _init_worker(slots, releases=None, data_lock=None) -> None:
     """Worker initializer: remember the training slots; on Linux, end this worker when the
     sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
     has been failed and retried; collect garbage between jobs only (see ``_execute``)."""
-    global _SLOTS, _RELEASES, _IN_WORKER
-    _SLOTS, _RELEASES, _IN_WORKER = slots, releases, True
+    global _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER
+    _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER = slots, releases, data_lock, True
     die_with_parent()
     # A trial's cyclic garbage is its model and traced graphs: about 37,000 objects for a
     # small ResNet on digits whether it trains 2 or 30 epochs (measured), none per step. So a
@@ -200,7 +202,11 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
 
             from experiments.data import load_data
 
-            load_data(OmegaConf.create(data["data"]), batch_size=data["batch_size"])
+            # One worker at a time: the first gets the machine to itself and takes the first
+            # trial sooner (10,000 CIFAR-10 JPEGs decoded in both workers at once: the first
+            # trial trained after 12.1 s instead of about 9 s).
+            with _DATA_LOCK if _DATA_LOCK is not None else contextlib.nullcontext():
+                load_data(OmegaConf.create(data["data"]), batch_size=data["batch_size"])
     except Exception as err:  # noqa: BLE001 - only a head start: the job meets any real problem itself
         log.debug("worker warm-up incomplete: %s", err)
     # What exists now lives as long as the worker: keep it out of every later collection.
@@ -429,7 +435,7 @@ class ProcessLauncherImpl:
                 mp_context=context,
                 max_tasks_per_child=self.max_trials,  # None: no count limit
                 initializer=_init_worker,
-                initargs=(slots, releases),
+                initargs=(slots, releases, context.Lock()),
             )
             self._broken = False
         return self._pool

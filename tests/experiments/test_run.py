@@ -265,7 +265,7 @@ def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
         ["model.block=bottleneck", "model.shortcut=projection"],
         ["model.block=regular_v1", "model.depths=[2,1,1]"],
         ["model=cifar_resnet20"],
-        ["model.plugins=[tests.plugins.faulty]", "model.block=array_weight_regular"],  # falls back
+        ["model.plugins=[tests.plugins.faulty]", "model.block=eager_variable_regular"],  # falls back
     ],
 )
 def test_dry_build_counts_exactly_what_a_real_build_has(make_cfg, overrides):

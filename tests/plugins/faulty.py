@@ -26,8 +26,8 @@ def crash_regular(x, *, width, stride, name, ctx, crash_width: int = 8):
     return regular(x, width=width, stride=stride, name=name, ctx=ctx)
 
 
-@register_block("array_weight_regular", preactivation=True)
-def array_weight_regular(x, *, width, stride, name, ctx):
+@register_block("eager_variable_regular", preactivation=True)
+def eager_variable_regular(x, *, width, stride, name, ctx):
     """A regular block that creates a weight from an array while the model is built (which
     Keras's StatelessScope, where weights are only declared, refuses)."""
     import keras
