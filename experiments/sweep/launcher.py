@@ -54,14 +54,15 @@ _CLEANER: threading.Thread | None = None  # in a worker: the last job's clean-up
 def _init_worker(slots, releases=None, data_lock=None) -> None:
     """Worker initializer: remember the training slots; on Linux, end this worker when the
     sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
-    has been failed and retried; collect garbage between jobs only (see ``_execute``)."""
+    has been failed and retried; collect garbage between jobs only."""
     global _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER
     _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER = slots, releases, data_lock, True
     die_with_parent()
     # A trial's cyclic garbage is its model and traced graphs: about 37,000 objects for a
     # small ResNet on digits whether it trains 2 or 30 epochs (measured), none per step. So a
-    # worker collects once per job, when the next one starts, instead of letting Python run
-    # full collections at random points of a trial (0.3 s each, seen between two trials).
+    # worker collects once per job (its clean-up after the result, or at the next job's
+    # start), instead of letting Python run full collections at random points of a trial
+    # (0.3 s each, seen between two trials).
     gc.disable()
 
 
