@@ -62,7 +62,7 @@ class OptunaPruning(keras.callbacks.Callback):
 def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: float = 120.0) -> None:
     """Wait until the study knows how trials ``numbers`` ended: they trained before this
     trial, and the sweeper tells each one a few milliseconds after its job has returned."""
-    deadline = time.monotonic() + timeout
+    deadline, pause = time.monotonic() + timeout, 0.002
     while numbers:
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         numbers = tuple(n for n in numbers if n in states and not states[n].is_finished())
@@ -70,7 +70,8 @@ def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: floa
             log.warning("pruning without trial(s) %s: the sweeper did not tell them within %g s", numbers, timeout)
             return
         if numbers:
-            time.sleep(0.002)
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)  # a shared database is not polled hundreds of times a second
 
 
 def _job_pruner():
