@@ -52,7 +52,7 @@ def measure(sweep: str, overrides: list[str]) -> dict:
 
         # Per-epoch timings exist for every trial, pruned ones included (their final metrics do not).
         train = evaluate = tracing = 0.0
-        spans = []  # (training began, last epoch ended), unix seconds, one per trained trial
+        spans = []  # (training began, last epoch ended, seconds it waited for its slot), one per trained trial
         for r in children:
             history = sorted(client.get_metric_history(r.info.run_id, "perf/epoch_train_s"), key=lambda m: m.step)
             epochs = [m.value for m in history]
@@ -62,7 +62,7 @@ def measure(sweep: str, overrides: list[str]) -> dict:
                 tracing += max(0.0, epochs[0] - statistics.median(epochs[1:]))
             began = client.get_metric_history(r.info.run_id, "perf/slot_wait_s")
             if began and history:
-                spans.append((began[0].timestamp / 1000, max(m.timestamp for m in history) / 1000))
+                spans.append((began[0].timestamp / 1000, max(m.timestamp for m in history) / 1000, began[0].value))
         setup = {
             "model build + compile": total(children, "perf/build_compile_s"),
             "data pipeline set-up": total(children, "perf/data_s"),
@@ -72,6 +72,7 @@ def measure(sweep: str, overrides: list[str]) -> dict:
     # Where the sweeper's wall time went. With prefetching, each trial's set-up (job launch,
     # MLflow run, data, build, compile) runs while the previous trial trains, so what costs
     # wall time is the stretches where no trial is training.
+    handovers = [(max(0.0, n[0] - p[1]), n[2]) for p, n in zip(sorted(spans), sorted(spans)[1:])]
     loop_end = wall_metric.timestamp / 1000
     loop_start = loop_end - sweep_wall
     spans.sort()
@@ -79,7 +80,7 @@ def measure(sweep: str, overrides: list[str]) -> dict:
         "train steps (after first-epoch tracing)": train - tracing,
         "eval steps": evaluate,
         "first-epoch graph tracing": tracing,
-        "in training, not in steps (fit set-up, callbacks)": sum(e - b for b, e in spans) - steps,
+        "in training, not in steps (fit set-up, callbacks)": sum(e - b for b, e, _ in spans) - steps,
         "before the first trial trains (worker start-up, set-up)": spans[0][0] - loop_start if spans else 0.0,
         "between trials (test eval, logging, hand-over)": sum(max(0.0, n[0] - p[1]) for p, n in zip(spans, spans[1:])),
         "after the last trial (tell, clean-up)": loop_end - spans[-1][1] if spans else 0.0,
@@ -96,6 +97,9 @@ def measure(sweep: str, overrides: list[str]) -> dict:
         "overhead_share_after_first_trial_starts": (1 - steps / (loop_end - spans[0][0]) if spans else float("nan")),
         "breakdown_s": parts,
         "per_trial_setup_s": setup,
+        # The slowest hand-over, and whether the next trial was set up and waiting by then.
+        "longest_handover_s": max(handovers, default=(0.0, 0.0))[0],
+        "longest_handover_next_waited_s": max(handovers, default=(0.0, 0.0))[1],
     }
 
 
@@ -109,6 +113,8 @@ def report(result: dict, title: str) -> None:
     print("  set-up of each trial (overlapped with training when hydra.sweeper.prefetch > 0):")
     for name, secs in result["per_trial_setup_s"].items():
         print(f"    {name:<62} {secs:7.1f} s           ({secs / n:.2f} s/trial)")
+    print(f"  longest hand-over: {result['longest_handover_s']:.3f} s (the next trial had waited "
+          f"{result['longest_handover_next_waited_s']:.3f} s for its slot: 0 means it was not set up in time)")  # fmt: skip
     print(f"  overhead share (not train/eval steps):    {result['overhead_share']:8.1%}  (target <= 5%)")
     print(f"  counting first-epoch tracing as overhead: {result['overhead_share_with_tracing']:8.1%}")
     print(f"  from the first trial's training on:       {result['overhead_share_after_first_trial_starts']:8.1%}")
