@@ -72,17 +72,17 @@ def measure(sweep: str, overrides: list[str]) -> dict:
     # Where the sweeper's wall time went. With prefetching, each trial's set-up (job launch,
     # MLflow run, data, build, compile) runs while the previous trial trains, so what costs
     # wall time is the stretches where no trial is training.
-    handovers = [(max(0.0, n[0] - p[1]), n[2]) for p, n in zip(sorted(spans), sorted(spans)[1:])]
     loop_end = wall_metric.timestamp / 1000
     loop_start = loop_end - sweep_wall
     spans.sort()
+    handovers = [(max(0.0, n[0] - p[1]), n[2]) for p, n in zip(spans, spans[1:])]  # (gap, next trial's slot wait)
     parts = {
         "train steps (after first-epoch tracing)": train - tracing,
         "eval steps": evaluate,
         "first-epoch graph tracing": tracing,
         "in training, not in steps (fit set-up, callbacks)": sum(e - b for b, e, _ in spans) - steps,
         "before the first trial trains (worker start-up, set-up)": spans[0][0] - loop_start if spans else 0.0,
-        "between trials (test eval, logging, hand-over)": sum(max(0.0, n[0] - p[1]) for p, n in zip(spans, spans[1:])),
+        "between trials (test eval, logging, hand-over)": sum(gap for gap, _ in handovers),
         "after the last trial (tell, clean-up)": loop_end - spans[-1][1] if spans else 0.0,
     }
     return {

@@ -130,6 +130,12 @@ def cifar10_cache_dir() -> Path:
     )
 
 
+def cifar10_cached() -> bool:
+    """CIFAR-10's extracted batches are in Keras's cache (else loading it downloads them)."""
+    cache = cifar10_cache_dir()
+    return any(cache.glob("data_batch_*")) and (cache / "test_batch").exists()
+
+
 def _cifar10():
     """CIFAR-10 from the Keras cache when its batches are there, else the Keras download."""
     import keras
@@ -137,7 +143,7 @@ def _cifar10():
 
     cache = cifar10_cache_dir()
     train_files = sorted(cache.glob("data_batch_*"))
-    if train_files and (cache / "test_batch").exists():
+    if cifar10_cached():
         parts = [load_batch(str(f)) for f in train_files]
         x = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1)
         y = np.concatenate([p[1] for p in parts])

@@ -219,11 +219,9 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
 def _loads_locally(data: dict) -> bool:
     """The data loads without a download (CIFAR-10 not yet in Keras's cache would download:
     every worker at once, into the same files)."""
-    if data.get("source") != "cifar10":
-        return True
-    from experiments.data import cifar10_cache_dir
+    from experiments.data import cifar10_cached
 
-    return any(cifar10_cache_dir().glob("data_batch_*"))
+    return data.get("source") != "cifar10" or cifar10_cached()
 
 
 def _warm_keras() -> None:
