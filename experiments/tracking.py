@@ -11,10 +11,8 @@ import functools
 import json
 import logging
 import os
-import queue
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -258,37 +256,27 @@ class RunTracker:
 
 
 class _BackgroundMetrics:
-    """One run's metrics, written by one thread in the order they were logged."""
+    """One run's metrics, written by a background thread in the order they were logged
+    (held while the training thread is between epochs: see :mod:`experiments.background`)."""
 
     def __init__(self, tracking_uri: str, run_id: str):
         from mlflow.tracking import MlflowClient
 
+        from experiments.background import OrderedWriter
+
         self._client, self._run_id = MlflowClient(tracking_uri), run_id
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._write, name="mlflow-metrics", daemon=True)
-        self._thread.start()
+        self._writer = OrderedWriter("mlflow-metrics")
 
     def put(self, metrics: Mapping[str, float], step: int | None) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        self._queue.put([Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
-
-    def _write(self) -> None:
-        while (batch := self._queue.get()) is not None:
-            if self._error is None:  # after a failure, drop the rest: close() reports it
-                try:
-                    self._client.log_batch(self._run_id, metrics=batch)
-                except BaseException as err:  # noqa: BLE001 - handed to the training thread
-                    self._error = err
+        now = int(time.time() * 1000)  # the time of the call, not of the write
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self._writer.submit(lambda: self._client.log_batch(self._run_id, metrics=batch))
 
     def close(self) -> None:
         """Wait for every metric put so far; raise the store's error, if any."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        self._writer.close()
 
 
 class MlflowEpochLogger(keras.callbacks.Callback):

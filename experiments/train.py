@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from experiments.background import HoldWritesBetweenEpochs, release_writes
 from experiments.cli import RunFailure
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
@@ -104,7 +105,8 @@ def _callbacks(t, extra: Sequence[Any]):
     for cb in extra:  # callbacks that report per-epoch timing (the MLflow logger) get it here
         if hasattr(cb, "timing"):
             cb.timing = timing
-    cbs: list[Any] = [timing, FiniteLossGuard()]
+    # Between epochs, store writes queued by the callbacks wait for the next epoch's steps.
+    cbs: list[Any] = [timing, HoldWritesBetweenEpochs(), FiniteLossGuard()]
     if t.checkpoint_dir:
         cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
     if t.early_stopping_patience:
@@ -150,6 +152,9 @@ class FiniteLossGuard(keras.callbacks.Callback):
     loss while its statistics are already NaN.
     """
 
+    def on_train_begin(self, logs=None):
+        self._reads = [_value_reader(w) for w in self.model.weights]
+
     def on_epoch_end(self, epoch, logs=None):
         import numpy as np
 
@@ -158,11 +163,25 @@ class FiniteLossGuard(keras.callbacks.Callback):
             raise NonFiniteLossError(
                 f"training diverged: non-finite training loss ({float(loss)}) at epoch {epoch + 1}"
             )
-        for w in self.model.weights:  # (w.value.numpy(): a third faster than keras.ops.convert_to_numpy)
-            if not np.isfinite(w.value.numpy()).all():
+        for w, read in zip(self.model.weights, self._reads):
+            if not np.isfinite(read()).all():
                 raise NonFiniteLossError(
                     f"training diverged: non-finite values in weight {w.path!r} at epoch {epoch + 1}"
                 )
+
+
+def _value_reader(weight):
+    """A function that reads ``weight``'s value into NumPy. A plain TensorFlow variable is
+    read by one ``ReadVariableOp`` call: 3x faster than ``.numpy()`` (0.7 vs 2.1 ms for the
+    ~100 variables of a small ResNet, every epoch); distributed variables keep ``.numpy()``."""
+    import tensorflow as tf
+    from tensorflow.python.ops.resource_variable_ops import ResourceVariable
+
+    v = weight.value
+    if type(v) is ResourceVariable:
+        handle, dtype = v.handle, v.dtype
+        return lambda: tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype).numpy()
+    return v.numpy
 
 
 def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None) -> TrainResult:
@@ -238,6 +257,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=No
             for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
                 hist.setdefault(k, []).append(v)
     finally:
+        release_writes()  # fit may have stopped between epochs (pruned, diverged, interrupted)
         keras.mixed_precision.set_global_policy(previous_policy)
     # Throughput from steady-state epochs: the first one includes tracing the graph.
     images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train

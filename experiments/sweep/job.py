@@ -18,6 +18,7 @@ import keras
 import optuna
 from omegaconf import DictConfig
 
+from experiments.background import OrderedWriter
 from experiments.metrics import keras_name
 from experiments.run import arch_label, run_task
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
@@ -34,12 +35,21 @@ class MissingMetricError(KeyError):
 
 
 class OptunaPruning(keras.callbacks.Callback):
-    """Report ``monitor`` each epoch; raise ``optuna.TrialPruned`` when the pruner says so."""
+    """Report ``monitor`` each epoch; raise ``optuna.TrialPruned`` when the pruner says so.
+
+    The reports are written to the study from a background thread (see
+    :mod:`experiments.background`); all are written before training ends or the trial is
+    pruned (the study takes a pruned trial's last reported value as its value)."""
 
     def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True):
         super().__init__()
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
         self._waited = False  # for the trials that trained before this one to be told
+        self._writer: OrderedWriter | None = None
+
+    def on_train_begin(self, logs=None):
+        if self.report and self._writer is None:
+            self._writer = OrderedWriter("optuna-reports")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -51,12 +61,43 @@ class OptunaPruning(keras.callbacks.Callback):
         if not math.isfinite(value):
             return  # the run's own guard reports divergence
         if self.report:  # multi-objective trials cannot take intermediate values
-            self.trial.report(value, step=epoch + 1)
+            self._report(value, step=epoch + 1)
             if not self._waited:
                 wait_until_told(self.trial.study, trained_before())
                 self._waited = True
             if self.trial.should_prune():
+                self.flush()
                 raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({self.monitor}={value:.4f})")
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+    def _report(self, value: float, step: int) -> None:
+        """``trial.report(value, step)``, its write to the study done in the background.
+
+        Optuna's ``report`` writes the value, then adds it to the trial's local copy, which is
+        what ``should_prune`` reads; here the local copy comes first and the write follows."""
+        local = getattr(self.trial, "_cached_frozen_trial", None)
+        if self._writer is None or local is None or step in local.intermediate_values:
+            self.trial.report(value, step)  # (a repeated step: Optuna warns and ignores it)
+            return
+        local.intermediate_values[step] = value
+        self._writer.submit(self.trial.storage.set_trial_intermediate_value, self.trial._trial_id, step, value)  # noqa: SLF001
+
+    def flush(self) -> None:
+        """Wait until every report is in the study; raise a write's error."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Stop the writer thread (after its writes); an error is logged, not raised: this
+        runs as the job ends, when the run has already failed or flushed its reports."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception as err:  # noqa: BLE001
+                log.warning("trial %d: an intermediate value was not written: %s", self.trial.number, err)
 
 
 def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: float = 120.0) -> None:
@@ -108,7 +149,8 @@ def run_trial(cfg: DictConfig):
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001
     trial = optuna.Trial(study, trial_id)  # the trial created by the sweeper's ask()
     multi = len(study.directions) > 1
-    callbacks = (OptunaPruning(trial, t.monitor, report=not multi),)
+    pruning = OptunaPruning(trial, t.monitor, report=not multi)
+    callbacks = (pruning,)
     name = f"t{t.number:02d} {arch_label(cfg.model)}"
     tags = {"sweep.study": t.study_name, "sweep.trial": str(t.number), "sweep.role": "trial"}
     if t.retry_of is not None:
@@ -130,6 +172,7 @@ def run_trial(cfg: DictConfig):
             slot=training_slot(t.number),
         )
     finally:
+        pruning.close()
         if not defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
             _free_trial_memory()
         from experiments.sweep.sweeper import rss_mb

@@ -247,6 +247,27 @@ def test_nonfinite_loss_fails_the_run(make_cfg, mlflow_client, fused_norm):
     assert "non-finite" in run.data.tags["failure_reason"]
 
 
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_finite_guard_reads_current_weights(mirrored):
+    # The guard reads each weight when the epoch ends (plain variables by one raw read op,
+    # mirrored ones through .numpy()): a statistic that turns NaN after training began is caught.
+    import tensorflow as tf
+
+    from experiments.train import FiniteLossGuard, NonFiniteLossError
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"]) if mirrored else tf.distribute.get_strategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    guard = FiniteLossGuard()
+    guard.set_model(model)
+    guard.on_train_begin()
+    guard.on_epoch_end(0, {"loss": 1.0})  # all finite
+    variance = next(w for w in model.weights if "moving_variance" in w.path)
+    variance.assign(np.array([1.0, np.nan, 1.0], "float32"))
+    with pytest.raises(NonFiniteLossError, match="moving_variance.*epoch 2"):
+        guard.on_epoch_end(1, {"loss": 1.0})  # a finite loss: only the weights give it away
+
+
 def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
