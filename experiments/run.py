@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from experiments.cli import user_errors
 from experiments.config import model_spec
 from experiments.data import data_signature, load_data, validate_data_config
 from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
-from experiments.train import measure_latency_ms, train, validate_trainer_config
+from experiments.train import BuiltModel, build_model, measure_latency_ms, train, validate_trainer_config
 from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
 log = logging.getLogger("experiments.run")
@@ -50,7 +51,8 @@ def arch_label(model: DictConfig) -> str:
 def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
     """Validate the whole config and resolve the architecture; raises SpecError.
 
-    ``build=False`` skips the dry build (the sweeper already built a trial's model to vet it).
+    ``build=False`` skips the dry build (a sweep's trial is vetted by the sweeper's dry build or
+    by its job, which builds the model before it records anything).
     """
     validate_data_config(cfg.data)
     validate_trainer_config(cfg.trainer)
@@ -79,8 +81,21 @@ def build_model_for_config(spec: ResNetSpec):
     Some mistakes only the blocks can see (a zero-pad shortcut asked to reduce channels, a
     block argument out of range); they surface here, before any training.
     """
-    try:
+    with _named_as_config_fields():
         return build_resnet(spec)
+
+
+def build_for_training(cfg: DictConfig, spec: ResNetSpec) -> BuiltModel:
+    """The model as training builds it (seeded, precision, strategy), errors named as in
+    :func:`build_model_for_config`."""
+    with _named_as_config_fields():
+        return build_model(cfg, spec)
+
+
+@contextmanager
+def _named_as_config_fields():
+    try:
+        yield
     except SpecError as err:
         field = err.field if err.field.startswith("model.") else f"model.{err.field}"
         raise SpecError(field, err.value, err.allowed) from None
@@ -132,11 +147,17 @@ def run_task(
     on_tracker=None,
     ended_ok: tuple[type[BaseException], ...] = (),
     slot=None,
+    vet=None,
 ) -> float | tuple[float, ...]:
     """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several).
 
-    ``slot``: entered right before fitting (see :func:`experiments.train.train`)."""
+    ``slot``: entered right before fitting (see :func:`experiments.train.train`).
+
+    ``vet(plan)``: called before anything is recorded; builds the model (returns
+    :func:`build_for_training`'s result) and raises if it must not be trained: a sweep's job
+    checks its trial's model this way."""
     plan = plan_run(cfg, build=cfg.trial.number is None)
+    built = vet(plan) if vet is not None else None
     tracker = _tracker(cfg)
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
@@ -158,7 +179,13 @@ def run_task(
         # The summary is logged before training: pruned and failed trials have it too.
         log_summary = functools.partial(_log_summary, tr) if cfg.tracking.log_summary else None
         result = train(
-            cfg, plan.spec, data, callbacks=(tr.epoch_callback(), *callbacks), slot=slot, on_built=log_summary
+            cfg,
+            plan.spec,
+            data,
+            callbacks=(tr.epoch_callback(), *callbacks),
+            slot=slot,
+            on_built=log_summary,
+            built=built,
         )
         finals = {
             **{f"best/{k}": v for k, v in result.best.items()},

@@ -184,14 +184,50 @@ def _value_reader(weight):
     return v.numpy
 
 
-def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None) -> TrainResult:
+@dataclass
+class BuiltModel:
+    """A model built as :func:`train` trains it, with the distribution strategy it lives in."""
+
+    model: Any
+    strategy: Any
+    build_s: float
+
+
+def build_model(cfg, spec: ResNetSpec) -> BuiltModel:
+    """Build ``spec`` right after seeding every RNG with ``trainer.seed``, under
+    ``trainer.mixed_precision``, in the scope of the ``trainer.distribute`` strategy."""
+    import tensorflow as tf
+
+    t = cfg.trainer
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(t.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(t.mixed_precision)
+    try:
+        # One trial on several GPUs: variables are mirrored, each batch is split across them.
+        strategy = tf.distribute.MirroredStrategy() if t.distribute == "mirrored" else tf.distribute.get_strategy()
+        with strategy.scope():
+            model = build_resnet(spec, name=str(cfg.model.name))
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    return BuiltModel(model, strategy, time.perf_counter() - t0)
+
+
+def train(
+    cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None, built=None
+) -> TrainResult:
     """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
 
     ``on_built(model, cost)``: called once the model is compiled, before training (a sweep's
     job logs its summary then, while another trial may still be training).
 
     ``slot``: a context manager entered right before fitting (a sweep's worker waits there
-    for a training slot, its model already built and compiled)."""
+    for a training slot, its model already built and compiled).
+
+    ``built``: the model from :func:`build_model`, if the caller built it (a sweep's job
+    builds it before anything is recorded, to vet it); otherwise it is built here."""
     import tensorflow as tf
 
     t = cfg.trainer
@@ -204,10 +240,10 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=No
     phases: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
-        # One trial on several GPUs: variables are mirrored, each batch is split across them.
-        strategy = tf.distribute.MirroredStrategy() if t.distribute == "mirrored" else tf.distribute.get_strategy()
-        with strategy.scope():
-            model = build_resnet(spec, name=str(cfg.model.name))
+        prebuilt_s = built.build_s if built is not None else 0.0
+        if built is None:
+            built = build_model(cfg, spec)
+        model, strategy = built.model, built.strategy
         steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
         if t.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
@@ -226,7 +262,7 @@ def train(cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=No
             # graph one by one): about 0.6 s of a small ResNet's first step (benchmarks/sweep_overhead.py).
             model.optimizer.build(model.trainable_variables)
         timing, cbs = _callbacks(t, callbacks)
-        phases["build_compile_s"] = time.perf_counter() - t0
+        phases["build_compile_s"] = time.perf_counter() - t0 + prebuilt_s
         cost = model_cost(model)
         if on_built is not None:
             on_built(model, cost)

@@ -20,9 +20,11 @@ from omegaconf import DictConfig
 
 from experiments.background import OrderedWriter
 from experiments.metrics import keras_name
-from experiments.run import arch_label, run_task
+from experiments.run import RunPlan, arch_label, build_for_training, run_task
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
-from experiments.sweep.study import MLFLOW_RUN_ATTR, make_storage
+from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, make_storage, over_budget
+from experiments.train import BuiltModel
+from resnet_blocks import SpecError, model_cost
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +43,11 @@ class OptunaPruning(keras.callbacks.Callback):
     :mod:`experiments.background`); all are written before training ends or the trial is
     pruned (the study takes a pruned trial's last reported value as its value)."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True):
+    def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True, writer: OrderedWriter | None = None):
         super().__init__()
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
         self._waited = False  # for the trials that trained before this one to be told
-        self._writer: OrderedWriter | None = None
-
-    def on_train_begin(self, logs=None):
-        if self.report and self._writer is None:
-            self._writer = OrderedWriter("optuna-reports")
+        self._writer = writer  # None: Optuna's own report, written at once
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -89,16 +87,6 @@ class OptunaPruning(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.flush()
 
-    def close(self) -> None:
-        """Stop the writer thread (after its writes); an error is logged, not raised: this
-        runs as the job ends, when the run has already failed or flushed its reports."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception as err:  # noqa: BLE001
-                log.warning("trial %d: an intermediate value was not written: %s", self.trial.number, err)
-
 
 def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: float = 120.0) -> None:
     """Wait until the study knows how trials ``numbers`` ended: they trained before this
@@ -113,6 +101,29 @@ def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: floa
         if numbers:
             time.sleep(pause)
             pause = min(2 * pause, 0.1)  # a shared database is not polled hundreds of times a second
+
+
+def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, plan: RunPlan) -> BuiltModel:
+    """Build the trial's model and check it as the sweeper's dry build would have, before the
+    job records anything (see ``SweeperImpl._prepare``); a model that must not be trained
+    raises :class:`TrialNotTrained`, which the sweeper records."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        built = build_for_training(cfg, plan.spec)
+    except SpecError as err:
+        raise TrialNotTrained(f"invalid architecture: {err}", 1.0) from None
+    except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
+        raise TrialNotTrained(f"{type(err).__name__}: {err}") from None
+    cost = model_cost(built.model)
+    constraints = HydraConfig.get().sweeper.get("constraints")
+    over = over_budget(constraints, cost) if constraints is not None else None
+    if over:
+        raise TrialNotTrained(*over)
+    writer.submit(trial.set_constraint, CONSTRAINT_KEY, 0.0)  # feasible (Optuna sets a constraint once)
+    writer.submit(trial.set_user_attr, "params", cost.trainable_params)
+    writer.submit(trial.set_user_attr, "macs", cost.macs)
+    return built
 
 
 def _job_pruner():
@@ -149,8 +160,8 @@ def run_trial(cfg: DictConfig):
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001
     trial = optuna.Trial(study, trial_id)  # the trial created by the sweeper's ask()
     multi = len(study.directions) > 1
-    pruning = OptunaPruning(trial, t.monitor, report=not multi)
-    callbacks = (pruning,)
+    writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
+    callbacks = (OptunaPruning(trial, t.monitor, report=not multi, writer=writer),)
     name = f"t{t.number:02d} {arch_label(cfg.model)}"
     tags = {"sweep.study": t.study_name, "sweep.trial": str(t.number), "sweep.role": "trial"}
     if t.retry_of is not None:
@@ -170,9 +181,13 @@ def run_trial(cfg: DictConfig):
             on_tracker=remember_run,
             ended_ok=(optuna.TrialPruned,),
             slot=training_slot(t.number),
+            vet=functools.partial(_vet, cfg, trial, writer),
         )
     finally:
-        pruning.close()
+        try:
+            writer.close()  # (training flushed it already, unless it failed: then this is secondary)
+        except Exception as err:  # noqa: BLE001
+            log.warning("trial %d: a write to the study failed: %s", t.number, err)
         if not defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
             _free_trial_memory()
         from experiments.sweep.sweeper import rss_mb

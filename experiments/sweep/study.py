@@ -46,6 +46,33 @@ _PRUNER_TYPES = {
 }
 
 
+class TrialNotTrained(Exception):
+    """A job's model did not pass the checks the sweeper left to it; the sweeper records the
+    trial as it records those it checks itself. ``excess`` is the constraint violation of a
+    rejected trial (over budget, or 1.0 for an invalid architecture: PRUNED); None when
+    building the model raised (FAIL)."""
+
+    def __init__(self, reason: str, excess: float | None = None):
+        super().__init__(reason, excess)  # (args: how the exception crosses processes)
+        self.reason, self.excess = reason, excess
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def over_budget(constraints, cost) -> tuple[str, float] | None:
+    """Why ``cost`` breaks ``hydra.sweeper.constraints``, with the relative excess; None if
+    it does not."""
+    reasons, excess = [], 0.0
+    if constraints.max_params is not None and cost.trainable_params > constraints.max_params:
+        reasons.append(f"{cost.trainable_params:,} params > max_params {constraints.max_params:,}")
+        excess = max(excess, cost.trainable_params / constraints.max_params - 1)
+    if constraints.max_macs is not None and cost.macs > constraints.max_macs:
+        reasons.append(f"{cost.macs:,} MACs > max_macs {constraints.max_macs:,}")
+        excess = max(excess, cost.macs / constraints.max_macs - 1)
+    return ("over budget: " + "; ".join(reasons), excess) if reasons else None
+
+
 def _construct(kind: str, conf, factory, **fixed):
     """``factory(**fixed, **conf.options)``; unknown options are a SpecError naming them."""
     options = dict(conf.options or {})

@@ -52,6 +52,8 @@ class Pending:
     overrides: list[str]
     arch: str
     retry_of: int | None = None
+    parent: str | None = None  # the study's MLflow parent run
+    spec_key: str = ""  # the resolved architecture (repr of its spec)
 
 
 class SweeperImpl:
@@ -65,6 +67,10 @@ class SweeperImpl:
         self._live: set[int] = set()  # trials launched by this process right now
         self._progress: Progress | None = None
         self._heartbeats: st.Heartbeats | None = None
+        # With our process launcher the jobs vet their own models: each builds it anyway, so
+        # the sweeper's dry build (~0.1 s per new architecture) would be spent twice.
+        self._jobs_vet = False
+        self._rejected_specs: dict[str, tuple[str, float]] = {}  # by the jobs: spec -> (reason, excess)
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -170,6 +176,7 @@ class SweeperImpl:
             return self._dry_run(params, fixed, hook, c.dry_run)
 
         pipelined = hasattr(self.launcher, "submit")  # our launcher: trials stay in flight
+        self._jobs_vet = pipelined
         if pipelined and hasattr(self.launcher, "set_prefetch"):
             self.launcher.set_prefetch(c.prefetch)
         if not c.setup_only and hasattr(self.launcher, "preload"):
@@ -432,24 +439,29 @@ class SweeperImpl:
             cfg = self._compose(job_overrides)
             arch = arch_label(cfg.model)
             trial.set_user_attr(ARCH_ATTR, arch)
-            plan = plan_run(cfg)
+            plan = plan_run(cfg, build=not self._jobs_vet)
         except SpecError as err:
             self._reject(study, trial, values, f"invalid architecture: {err}", runs, parent, None, constraint=1.0)
             return None
         except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
             self._fail_unlaunched(study, trial, values, f"{type(err).__name__}: {err}", runs, parent)
             return None
-        over = self._over_budget(plan.cost)
+        spec_key = repr(plan.spec)
+        if plan.cost is not None:
+            over = st.over_budget(self.conf.constraints, plan.cost)
+        else:  # the job will check; unless a job has rejected the same architecture already
+            over = self._rejected_specs.get(spec_key)
         if over:
             reason, excess = over
             self._reject(study, trial, values, reason, runs, parent, arch, constraint=excess)
             return None
-        trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
         if hasattr(self.launcher, "precompose"):  # our process launcher: the job need not compose again
             self.launcher.precompose(job_overrides, cfg)
-        trial.set_user_attr("params", plan.cost.trainable_params)
-        trial.set_user_attr("macs", plan.cost.macs)
-        return Pending(trial, values, job_overrides, arch, retry_of)
+        if plan.cost is not None:  # (otherwise the job records them once it has checked its model)
+            trial.set_constraint(st.CONSTRAINT_KEY, 0.0)  # (Optuna sets a constraint once)
+            trial.set_user_attr("params", plan.cost.trainable_params)
+            trial.set_user_attr("macs", plan.cost.macs)
+        return Pending(trial, values, job_overrides, arch, retry_of, parent, spec_key)
 
     def _reuse_duplicate(self, study, trial, values, overrides, runs, parent) -> bool:
         """Samplers propose an already-trained configuration again (TPE does, in categorical
@@ -475,17 +487,6 @@ class SweeperImpl:
         if self._progress is not None:
             self._progress.reused(trial.number, same.number, arch)
         return True
-
-    def _over_budget(self, cost) -> tuple[str, float] | None:
-        k = self.conf.constraints
-        reasons, excess = [], 0.0
-        if k.max_params is not None and cost.trainable_params > k.max_params:
-            reasons.append(f"{cost.trainable_params:,} params > max_params {k.max_params:,}")
-            excess = max(excess, cost.trainable_params / k.max_params - 1)
-        if k.max_macs is not None and cost.macs > k.max_macs:
-            reasons.append(f"{cost.macs:,} MACs > max_macs {k.max_macs:,}")
-            excess = max(excess, cost.macs / k.max_macs - 1)
-        return ("over budget: " + "; ".join(reasons), excess) if reasons else None
 
     def _reject(self, study, trial, values, reason, runs, parent, arch, *, constraint: float) -> None:
         """Record a trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
@@ -538,6 +539,9 @@ class SweeperImpl:
 
     def _record(self, study, p: Pending, ret, runs, progress: Progress) -> None:
         """Tell the study how a launched trial ended; tag its MLflow run; print it."""
+        if ret.status != JobStatus.COMPLETED and isinstance(ret._return_value, st.TrialNotTrained):  # noqa: SLF001
+            self._record_not_trained(study, p, ret._return_value, runs)  # noqa: SLF001
+            return
         state, values, reason = _outcome(ret)
         if reason:
             p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
@@ -558,6 +562,15 @@ class SweeperImpl:
                 },
             )
         progress.finished(frozen, study)
+
+    def _record_not_trained(self, study, p: Pending, err: st.TrialNotTrained, runs) -> None:
+        """A job found its model invalid, over budget or unbuildable before recording anything:
+        recorded as if the sweeper had checked it (see ``_prepare``)."""
+        if err.excess is None:
+            self._fail_unlaunched(study, p.trial, p.values, err.reason, runs, p.parent)
+            return
+        self._rejected_specs[p.spec_key] = (err.reason, err.excess)  # a repeat is rejected here
+        self._reject(study, p.trial, p.values, err.reason, runs, p.parent, p.arch, constraint=err.excess)
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
         from experiments.sweep.report import log_summary, study_summary, write_report
@@ -590,7 +603,7 @@ class SweeperImpl:
                 cfg = self._compose(overrides)
                 arch = arch_label(cfg.model)
                 plan = plan_run(cfg)
-                verdict = self._over_budget(plan.cost)
+                verdict = st.over_budget(self.conf.constraints, plan.cost)
                 rows.append(
                     (
                         trial.number,

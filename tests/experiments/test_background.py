@@ -70,7 +70,8 @@ def _study(tmp_path, pruner):
 def test_reports_reach_the_study_and_the_pruner_sees_them_at_once(tmp_path):
     study = _study(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
-    callback = OptunaPruning(trial, "val/accuracy")
+    writer = OrderedWriter("test")
+    callback = OptunaPruning(trial, "val/accuracy", writer=writer)
     callback.on_train_begin()
     background.hold_writes()  # as between epochs: the write waits, the pruner must not
     try:
@@ -80,7 +81,7 @@ def test_reports_reach_the_study_and_the_pruner_sees_them_at_once(tmp_path):
         background.release_writes()
     callback.on_train_end()  # flushed
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {1: 0.9, 2: 0.8}
-    callback.close()
+    writer.close()
 
 
 def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
@@ -88,7 +89,8 @@ def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
     # reported value from the study, so it must be written by then.
     study = _study(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
-    callback = OptunaPruning(trial, "val/accuracy")
+    writer = OrderedWriter("test")
+    callback = OptunaPruning(trial, "val/accuracy", writer=writer)
     callback.on_train_begin()
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     background.hold_writes()
@@ -98,7 +100,7 @@ def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
     finally:
         background.release_writes()
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {1: 0.9, 2: 0.1}
-    callback.close()
+    writer.close()
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
     assert study.trials[0].value == pytest.approx(0.1)
 
@@ -106,10 +108,10 @@ def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
 def test_a_refused_report_fails_training(tmp_path):
     study = _study(tmp_path, optuna.pruners.NopPruner())
     trial = study.ask()
-    callback = OptunaPruning(trial, "val/accuracy")
+    writer = OrderedWriter("test")
+    callback = OptunaPruning(trial, "val/accuracy", writer=writer)
     callback.on_train_begin()
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. failed as stale by another worker
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     with pytest.raises(RuntimeError, match="finished"):
         callback.on_train_end()
-    callback.close()  # logs, does not raise again

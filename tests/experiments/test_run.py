@@ -268,6 +268,36 @@ def test_finite_guard_reads_current_weights(mirrored):
         guard.on_epoch_end(1, {"loss": 1.0})  # a finite loss: only the weights give it away
 
 
+def test_a_model_built_before_its_run_opens_trains_the_same(make_cfg, mlflow_client):
+    # A sweep's job builds (and checks) its model before it records anything; where the model
+    # was built must not change how it trains.
+    from experiments.run import build_for_training
+
+    cfg = make_cfg("tracking.log_model=false")
+    built_in_training = run_task(cfg)
+    checked = []
+
+    def vet(plan):
+        checked.append(plan.spec)
+        return build_for_training(cfg, plan.spec)
+
+    built_first = run_task(cfg, vet=vet)
+    assert len(checked) == 1 and built_first == built_in_training
+    losses = [
+        [m.value for m in mlflow_client.get_metric_history(r.info.run_id, "train/loss")] for r in runs_of(mlflow_client)
+    ]
+    assert len(losses) == 2 and losses[0] == losses[1]
+
+
+def test_a_vetted_out_model_records_nothing(make_cfg, mlflow_client):
+    def vet(plan):
+        raise RuntimeError("over budget")
+
+    with pytest.raises(RuntimeError, match="over budget"):
+        run_task(make_cfg(), vet=vet)
+    assert not runs_of(mlflow_client)
+
+
 def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

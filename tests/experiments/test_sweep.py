@@ -210,8 +210,14 @@ def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
         dash.wait(timeout=10)
 
 
-def test_failing_trials_are_recorded_and_the_sweep_continues(tmp_path):
-    sweep(tmp_path, name="t_faults")
+# The sweeper checks each model before the basic launcher runs it; with the process launcher
+# each job checks its own (it builds it anyway), before it records anything. Both record the same.
+VETTED_BY = pytest.mark.parametrize("launcher", ["basic", "resnet_blocks_process"])
+
+
+@VETTED_BY
+def test_failing_trials_are_recorded_and_the_sweep_continues(tmp_path, launcher):
+    sweep(tmp_path, f"hydra/launcher={launcher}", name="t_faults")
     study = load(tmp_path)
     by_block = {t.params["model.block"]: t for t in study.trials}
     assert by_block["regular"].state == TrialState.COMPLETE
@@ -246,10 +252,11 @@ def test_failure_rate_limit_aborts_a_hopeless_sweep(tmp_path):
     assert parent.info.status == "FAILED" and "sweep aborted" in parent.data.tags["failure_reason"]
 
 
-def test_constraints_reject_before_training(tmp_path):
+@VETTED_BY
+def test_constraints_reject_before_training(tmp_path, launcher):
     # The 4-stage space, restated on the command line (a plain value would fix the key instead).
     sweep(tmp_path, "model.widths=choice([8,8,8,8],[64,64,64,64])", "model.strides=choice([1,2,2,2],[2,2,2,2])",
-          "model.depths=[1,1,1,1]", name="t_constraints")  # fmt: skip
+          "model.depths=[1,1,1,1]", f"hydra/launcher={launcher}", name="t_constraints")  # fmt: skip
     study = load(tmp_path)
     assert len(study.trials) == 3
     rejected = {t.number: t.user_attrs["rejected"] for t in study.trials if "rejected" in t.user_attrs}
@@ -258,12 +265,17 @@ def test_constraints_reject_before_training(tmp_path):
     for t in study.trials:
         if t.number in rejected:
             assert t.state == TrialState.PRUNED and not t.intermediate_values  # never trained
+            assert t.constraints["budget"] > 0  # infeasible, for constrained samplers
     client, _, children = mlflow_runs(tmp_path)
     for number, run_list in by_trial(children).items():
         (run,) = run_list
         if number in rejected:
             assert run.data.tags["sweep.rejected"] == rejected[number]
             assert run.info.status == "FINISHED" and not run.data.metrics
+        else:  # recorded by the sweeper's check or by the job's
+            trial = study.trials[number]
+            assert 0 < trial.user_attrs["params"] <= 30_000 and trial.user_attrs["macs"] > 0
+            assert trial.constraints == {"budget": 0.0}
 
 
 def test_multiobjective_sweep_reports_a_pareto_front(tmp_path):
