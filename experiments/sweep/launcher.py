@@ -28,7 +28,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,31 +77,46 @@ def die_with_parent() -> None:
         pass
 
 
-@contextmanager
-def training_slot(trial_number: int | None = None):
+class TrainingSlot:
     """Train inside one of the launcher's training slots (in a worker with prefetching;
     elsewhere a no-op): jobs set up in parallel, but only ``n_jobs`` of them train at a time.
 
-    The slot goes to the next trial as soon as this one's training ends, before its job has
-    logged its last figures and the sweeper has told the study its result (some 30 ms per
-    trial). So that the next trial's pruner still compares with every trial that trained
-    before it, as with one worker, :func:`trained_before` lists those trials (noted here as
-    they give their slot back) and the pruning callback waits until the study knows them."""
-    global _TRAINED_BEFORE
-    if _SLOTS is None:
-        yield
-        return
-    _SLOTS.acquire()
-    try:
-        _TRAINED_BEFORE = _recent_releases()
-        yield
-    finally:
-        if trial_number is not None and _RELEASES is not None:
+    The slot goes to the next trial as soon as this one's training ends (``release``, which
+    training calls after its last epoch; at the latest when the ``with`` block ends), before
+    its job has logged its last figures and the sweeper has told the study its result (some
+    30 ms per trial). So that the next trial's pruner still compares with every trial that
+    trained before it, as with one worker, :func:`trained_before` lists those trials (noted
+    here as they give their slot back) and the pruning callback waits until the study knows them."""
+
+    def __init__(self, trial_number: int | None = None):
+        self.trial_number = trial_number
+        self._held = False
+
+    def __enter__(self) -> TrainingSlot:
+        global _TRAINED_BEFORE
+        if _SLOTS is not None:
+            _SLOTS.acquire()
+            self._held = True
+            _TRAINED_BEFORE = _recent_releases()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Give the slot back now (once; later calls do nothing)."""
+        if not self._held:
+            return
+        self._held = False
+        if self.trial_number is not None and _RELEASES is not None:
             with _RELEASES.get_lock():  # noted before the slot is free: the next trial reads it
                 count = _RELEASES[0]
-                _RELEASES[1 + count % (len(_RELEASES) - 1)] = trial_number
+                _RELEASES[1 + count % (len(_RELEASES) - 1)] = self.trial_number
                 _RELEASES[0] = count + 1
         _SLOTS.release()
+
+
+training_slot = TrainingSlot  # (the name jobs use: ``with training_slot(number): ...``)
 
 
 def _recent_releases() -> tuple[int, ...]:

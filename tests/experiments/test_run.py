@@ -298,6 +298,44 @@ def test_a_vetted_out_model_records_nothing(make_cfg, mlflow_client):
     assert not runs_of(mlflow_client)
 
 
+@pytest.mark.parametrize("with_test", [False, True])
+def test_the_training_slot_is_given_back_once_the_last_epoch_ends(make_cfg, with_test):
+    # A sweep's next trial may train as soon as this one's last epoch is done, not only when
+    # fit() has returned; with a test split, only once the test evaluation is done too.
+    import dataclasses
+
+    from experiments.run import seeded_data
+    from experiments.train import train
+
+    class Slot:
+        held, releases, held_at_train_end = False, 0, None
+
+        def __enter__(self):
+            self.held = True
+            return self
+
+        def __exit__(self, *exc):
+            self.release()
+
+        def release(self):
+            if self.held:
+                self.held, self.releases = False, self.releases + 1
+
+    slot = Slot()
+
+    class AtTrainEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            slot.held_at_train_end = slot.held
+
+    cfg = make_cfg()
+    data = seeded_data(cfg)
+    if with_test:
+        data = dataclasses.replace(data, test=data.val, num_test=data.num_val)
+    result = train(cfg, plan_run(cfg).spec, data, callbacks=(AtTrainEnd(),), slot=slot)
+    assert result.epochs_run == 2 and bool(result.test) == with_test
+    assert slot.releases == 1 and slot.held_at_train_end is with_test
+
+
 def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
