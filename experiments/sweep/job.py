@@ -120,10 +120,18 @@ def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, plan: RunP
     over = over_budget(constraints, cost) if constraints is not None else None
     if over:
         raise TrialNotTrained(*over)
-    writer.submit(trial.set_constraint, CONSTRAINT_KEY, 0.0)  # feasible (Optuna sets a constraint once)
-    writer.submit(trial.set_user_attr, "params", cost.trainable_params)
-    writer.submit(trial.set_user_attr, "macs", cost.macs)
+    writer.submit(_record_check, trial, cost)
     return built
+
+
+def _record_check(trial: optuna.Trial, cost) -> None:
+    """The model passed: its cost and a feasible constraint go to the trial, unless the sweeper
+    checked it and recorded them already (Optuna sets a constraint only once)."""
+    if "params" in trial.user_attrs:
+        return
+    trial.set_constraint(CONSTRAINT_KEY, 0.0)
+    trial.set_user_attr("params", cost.trainable_params)
+    trial.set_user_attr("macs", cost.macs)
 
 
 def _job_pruner():

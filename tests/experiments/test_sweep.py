@@ -255,10 +255,13 @@ def test_failure_rate_limit_aborts_a_hopeless_sweep(tmp_path):
 @VETTED_BY
 def test_constraints_reject_before_training(tmp_path, launcher):
     # The 4-stage space, restated on the command line (a plain value would fix the key instead).
-    sweep(tmp_path, "model.widths=choice([8,8,8,8],[64,64,64,64])", "model.strides=choice([1,2,2,2],[2,2,2,2])",
-          "model.depths=[1,1,1,1]", f"hydra/launcher={launcher}", name="t_constraints")  # fmt: skip
+    # All 4 points of the grid: one trains (w8 s1222), one is over budget, two are invalid.
+    proc = sweep(tmp_path, "model.widths=choice([8,8,8,8],[64,64,64,64])", "model.strides=choice([1,2,2,2],[2,2,2,2])",
+                 "model.depths=[1,1,1,1]", "hydra.sweeper.n_trials=4", f"hydra/launcher={launcher}", name="t_constraints")  # fmt: skip
+    assert "already set" not in proc.stderr  # the check is recorded once (else Optuna warns)
     study = load(tmp_path)
-    assert len(study.trials) == 3
+    assert len(study.trials) == 4
+    assert [t.state for t in study.trials].count(TrialState.COMPLETE) == 1
     rejected = {t.number: t.user_attrs["rejected"] for t in study.trials if "rejected" in t.user_attrs}
     assert any("over budget" in r and "max_params 30,000" in r for r in rejected.values()), rejected
     assert any("invalid architecture" in r and "below 1x1" in r for r in rejected.values()), rejected
