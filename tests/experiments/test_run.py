@@ -336,6 +336,25 @@ def test_the_training_slot_is_given_back_once_the_last_epoch_ends(make_cfg, with
     assert slot.releases == 1 and slot.held_at_train_end is with_test
 
 
+@pytest.mark.parametrize("overrides", [(), ("trainer.label_smoothing=0.1", "trainer.mixed_precision=mixed_bfloat16")])
+def test_the_train_step_is_traced_once(make_cfg, monkeypatch, overrides):
+    # Keras would create the compiled metrics' variables inside the first traced train step,
+    # and TensorFlow then traces the step a second time (0.3 s of a small ResNet's first
+    # epoch): training creates them beforehand.
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    from experiments.run import seeded_data
+    from experiments.train import train
+
+    traces = []
+    train_step = TensorFlowTrainer.train_step
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, data: traces.append(1) or train_step(self, data))
+    cfg = make_cfg(*overrides)
+    result = train(cfg, plan_run(cfg).spec, seeded_data(cfg))
+    assert result.epochs_run == 2 and math.isfinite(result.history["train/loss"][-1])
+    assert len(traces) == 1
+
+
 def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
