@@ -40,14 +40,14 @@ class OptunaPruning(keras.callbacks.Callback):
     """Report ``monitor`` each epoch; raise ``optuna.TrialPruned`` when the pruner says so.
 
     The reports are written to the study from a background thread (see
-    :mod:`experiments.background`); all are written before training ends or the trial is
-    pruned (the study takes a pruned trial's last reported value as its value)."""
+    :mod:`experiments.background`); all are written before training ends, pruned or not."""
 
     def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True, writer: OrderedWriter | None = None):
         super().__init__()
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
         self._waited = False  # for the trials that trained before this one to be told
         self._writer = writer  # None: Optuna's own report, written at once
+        self._pruned: optuna.TrialPruned | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -64,11 +64,16 @@ class OptunaPruning(keras.callbacks.Callback):
                 wait_until_told(self.trial.study, trained_before())
                 self._waited = True
             if self.trial.should_prune():
-                self.flush()
-                raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({self.monitor}={value:.4f})")
+                # Training stops once this epoch's callbacks have run (the last of them gives
+                # the training slot back, so the next trial need not wait for this exception
+                # to unwind fit), and the trial ends pruned as fit ends.
+                self.model.stop_training = True
+                self._pruned = optuna.TrialPruned(f"pruned at epoch {epoch + 1} ({self.monitor}={value:.4f})")
 
     def on_train_end(self, logs=None):
-        self.flush()
+        self.flush()  # (the study takes a pruned trial's last reported value as its value)
+        if self._pruned is not None:
+            raise self._pruned
 
     def _report(self, value: float, step: int) -> None:
         """``trial.report(value, step)``, its write to the study done in the background.

@@ -63,6 +63,10 @@ def test_writes_wait_while_the_training_thread_is_between_epochs():
         writer.close()
 
 
+class _Model:  # what the pruning callback uses of its model
+    stop_training = False
+
+
 def _study(tmp_path, pruner):
     return optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", direction="maximize", pruner=pruner)
 
@@ -92,13 +96,17 @@ def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
     writer = OrderedWriter("test")
     callback = OptunaPruning(trial, "val/accuracy", writer=writer)
     callback.on_train_begin()
+    model = _Model()
+    callback.set_model(model)
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     background.hold_writes()
     try:
-        with pytest.raises(optuna.TrialPruned, match="epoch 2"):
-            callback.on_epoch_end(1, {"val_accuracy": 0.1})
+        callback.on_epoch_end(1, {"val_accuracy": 0.1})
+        assert model.stop_training  # fit stops after this epoch's callbacks...
     finally:
         background.release_writes()
+    with pytest.raises(optuna.TrialPruned, match="epoch 2"):
+        callback.on_train_end()  # ...and the trial ends pruned when it does
     assert study._storage.get_trial(trial._trial_id).intermediate_values == {1: 0.9, 2: 0.1}
     writer.close()
     study.tell(trial, state=optuna.trial.TrialState.PRUNED)
