@@ -269,19 +269,29 @@ def build_model(cfg, spec: ResNetSpec) -> BuiltModel:
 
     t = cfg.trainer
     t0 = time.perf_counter()
+    with _seeded_precision(t):
+        # One trial on several GPUs: variables are mirrored, each batch is split across them.
+        strategy = tf.distribute.MirroredStrategy() if t.distribute == "mirrored" else tf.distribute.get_strategy()
+        with strategy.scope():
+            model = build_resnet(spec, name=str(cfg.model.name))
+    return BuiltModel(model, strategy, time.perf_counter() - t0)
+
+
+@contextlib.contextmanager
+def _seeded_precision(t):
+    """Every RNG seeded with ``trainer.seed`` (and op determinism, if asked), and the global
+    precision policy ``trainer.mixed_precision`` for the block (the previous one after it)."""
+    import tensorflow as tf
+
     keras.utils.set_random_seed(t.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(t.mixed_precision)
     try:
-        # One trial on several GPUs: variables are mirrored, each batch is split across them.
-        strategy = tf.distribute.MirroredStrategy() if t.distribute == "mirrored" else tf.distribute.get_strategy()
-        with strategy.scope():
-            model = build_resnet(spec, name=str(cfg.model.name))
+        yield
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    return BuiltModel(model, strategy, time.perf_counter() - t0)
 
 
 def train(
@@ -301,11 +311,8 @@ def train(
 
     t = cfg.trainer
     started = time.perf_counter()
-    keras.utils.set_random_seed(t.seed)
-    if t.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    previous_policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(t.mixed_precision)
+    precision = contextlib.ExitStack()  # (closed last, in the finally below)
+    precision.enter_context(_seeded_precision(t))
     phases: dict[str, float] = {}
     guard = None
     try:
@@ -369,7 +376,7 @@ def train(
         release_writes()  # fit may have stopped between epochs (pruned, diverged, interrupted)
         if guard is not None:
             guard.close(quiet=True)  # (after an exception: its thread stops; what it found is logged)
-        keras.mixed_precision.set_global_policy(previous_policy)
+        precision.close()
     # Throughput from steady-state epochs: the first one includes tracing the graph.
     images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train
     steady = timing.train_s[1:] or timing.train_s
