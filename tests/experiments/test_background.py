@@ -67,16 +67,20 @@ class _Model:  # what the pruning callback uses of its model
     stop_training = False
 
 
-def _study(tmp_path, pruner):
-    return optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", direction="maximize", pruner=pruner)
-
-
-def test_reports_reach_the_study_and_the_pruner_sees_them_at_once(tmp_path):
-    study = _study(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
+def _pruning(tmp_path, pruner):
+    """A trial of a real SQLite study, and its pruning callback writing through a writer, as
+    a sweep's job sets them up (training begun)."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/o.db", direction="maximize", pruner=pruner)
     trial = study.ask()
     writer = OrderedWriter("test")
     callback = OptunaPruning(trial, "val/accuracy", writer=writer)
+    callback.set_model(_Model())
     callback.on_train_begin()
+    return study, trial, writer, callback
+
+
+def test_reports_reach_the_study_and_the_pruner_sees_them_at_once(tmp_path):
+    study, trial, writer, callback = _pruning(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
     background.hold_writes()  # as between epochs: the write waits, the pruner must not
     try:
         callback.on_epoch_end(0, {"val_accuracy": 0.9})
@@ -91,13 +95,8 @@ def test_reports_reach_the_study_and_the_pruner_sees_them_at_once(tmp_path):
 def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
     # The sweeper tells a pruned trial once its job returns; Optuna then takes the last
     # reported value from the study, so it must be written by then.
-    study = _study(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
-    trial = study.ask()
-    writer = OrderedWriter("test")
-    callback = OptunaPruning(trial, "val/accuracy", writer=writer)
-    callback.on_train_begin()
-    model = _Model()
-    callback.set_model(model)
+    study, trial, writer, callback = _pruning(tmp_path, optuna.pruners.ThresholdPruner(lower=0.5))
+    model = callback.model
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     background.hold_writes()
     try:
@@ -114,11 +113,7 @@ def test_a_pruned_trial_has_its_last_value_in_the_study_when_it_stops(tmp_path):
 
 
 def test_a_refused_report_fails_training(tmp_path):
-    study = _study(tmp_path, optuna.pruners.NopPruner())
-    trial = study.ask()
-    writer = OrderedWriter("test")
-    callback = OptunaPruning(trial, "val/accuracy", writer=writer)
-    callback.on_train_begin()
+    study, trial, writer, callback = _pruning(tmp_path, optuna.pruners.NopPruner())
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # e.g. failed as stale by another worker
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     with pytest.raises(RuntimeError, match="finished"):
