@@ -49,6 +49,8 @@ class ModelConfig:
 class DataConfig:
     source: str = "digits"  # digits | cifar10 | image_folder | synthetic
     path: str | None = None  # image_folder: a directory of class/xxx.jpg or a .tar.gz of one
+    test_path: str | None = None  # image_folder: the test images (same class folders), a directory or .tar.gz
+    test_split: float = 0.0  # held out as the test split (fixed seed) before subsampling; not cifar10
     subdir: str | None = None  # image_folder: folder inside path/archive holding the classes
     cache_dir: str | None = None  # where archives are extracted (default ~/.cache/resnet_blocks)
     image_size: list[int] | None = None  # resize to [height, width]; null: native size
@@ -61,7 +63,7 @@ class DataConfig:
     augment: bool = False  # random crop with padding plus flip, training only
     crop_padding: int = 4
     flip: bool = True
-    normalize: bool = True  # per-channel mean/std from the training split
+    normalize: bool = True  # per-channel mean/std of the training split, a layer of the model
     cache: bool = True
     shuffle_buffer: int = 10000
 
@@ -90,6 +92,7 @@ class TrainerConfig:
     monitor: str = "val/accuracy"  # metric for early stopping and the objective
     steps_per_epoch: int | None = None
     verbose: int = 2  # Keras fit verbosity: 2 = one line per epoch
+    evaluate_test: bool = True  # evaluate the test split once training ends (a sweep's trials never do)
 
 
 @dataclass
@@ -98,7 +101,8 @@ class TrackingConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment_name: str = "resnet-blocks"
     run_name: str | None = None
-    log_model: bool = True
+    log_model: bool = True  # an MLflow Model (keras flavour) that takes raw images
+    register_model: str | None = None  # also register it as a new version of this Model Registry name
     log_summary: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 

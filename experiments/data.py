@@ -3,7 +3,13 @@
 Sources: ``digits`` (scikit-learn, embedded, the default), ``cifar10`` (the Keras loader and
 its cache), ``image_folder`` (``class/xxx.jpg`` directory or a ``.tar.gz`` of one, extracted
 once into a cache) and ``synthetic`` (random tensors, for benchmarks). Every pipeline caches,
-shuffles, augments (optional, training only), batches, normalises and prefetches.
+shuffles, augments (optional, training only), batches and prefetches raw pixels (0-255, as
+float32): rescaling and normalisation are layers of the model (:mod:`experiments.preprocessing`),
+with the training split's statistics, so a saved model takes raw images.
+
+Test splits: CIFAR-10's own test batch, ``data.test_path`` (an image folder or archive with
+the same classes), or ``data.test_split``, a part held out from the source's images with a
+fixed seed before any subsampling or validation split (digits holds out 15% by default).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.preprocessing import Preprocessing
 from resnet_blocks import SpecError
 
 SOURCES = ("digits", "cifar10", "image_folder", "synthetic")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+TEST_SEED = 0  # the held-out test part never depends on data.seed or data.max_samples
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -27,7 +35,7 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 class DataSplits:
     """The pipelines plus what the model and the logs need to know about them."""
 
-    train: object  # tf.data.Dataset of (image float32 normalised, label int32), batched
+    train: object  # tf.data.Dataset of (image float32 in 0-255, label int32), batched
     val: object
     test: object | None
     input_shape: tuple[int, int, int]
@@ -37,6 +45,8 @@ class DataSplits:
     num_test: int
     class_names: list[str]
     source: str
+    preprocessing: Preprocessing | None = None  # what the model does to raw images, with the statistics
+    example: np.ndarray | None = None  # a few raw images as the source gives them (uint8): a model's input example
 
 
 # -- validation, before any work ---------------------------------------------------------
@@ -62,6 +72,21 @@ def validate_data_config(cfg) -> None:
         raise SpecError("data.num_classes", cfg.num_classes, "an integer >= 2")
     if cfg.crop_padding < 0:
         raise SpecError("data.crop_padding", cfg.crop_padding, "an integer >= 0")
+    if not (0.0 <= cfg.test_split < 1.0) or cfg.test_split + cfg.validation_split >= 1.0:
+        raise SpecError(
+            "data.test_split", cfg.test_split, f"a fraction in [0, 1 - validation_split={cfg.validation_split})"
+        )
+    if cfg.test_path is not None:
+        if cfg.source != "image_folder":
+            raise SpecError("data.test_path", cfg.test_path, f"null for data.source={cfg.source} (image_folder only)")
+        if not Path(cfg.test_path).expanduser().exists():
+            raise SpecError("data.test_path", cfg.test_path, "an existing directory or .tar.gz file (not found)")
+        if cfg.test_split:
+            raise SpecError("data.test_split", cfg.test_split, "0 when data.test_path gives the test images")
+    if cfg.source == "cifar10" and cfg.test_split:
+        raise SpecError(
+            "data.test_split", cfg.test_split, "0 for cifar10 (its own 10,000 test images are the test split)"
+        )
 
 
 def data_signature(cfg) -> tuple[tuple[int, int, int], int]:
@@ -74,8 +99,14 @@ def data_signature(cfg) -> tuple[tuple[int, int, int], int]:
     elif cfg.source == "synthetic":
         native, channels, classes = (32, 32), cfg.channels, cfg.num_classes
     else:
-        root = _image_folder_root(cfg)
-        native, channels, classes = (32, 32), cfg.channels, len(_class_dirs(root))
+        names = [p.name for p in _class_dirs(_image_folder_root(cfg))]
+        if cfg.test_path is not None:
+            test_names = [p.name for p in _class_dirs(_image_folder_root(cfg, "test_path"))]
+            if test_names != names:
+                raise SpecError(
+                    "data.test_path", cfg.test_path, f"a folder with the training classes {names} (it has {test_names})"
+                )
+        native, channels, classes = (32, 32), cfg.channels, len(names)
     h, w = cfg.image_size if cfg.image_size is not None else native
     return (int(h), int(w), int(channels)), int(classes)
 
@@ -94,20 +125,43 @@ def load_data(cfg, *, batch_size: int) -> DataSplits:
         x, y, test, names = _cifar10()
     else:
         x, y, test, names = _synthetic(cfg)
+    if test is None and cfg.test_split:
+        (x, y), test = _hold_out(x, y, cfg.test_split)
     x, y = _subsample(x, y, cfg)
     (xt, yt), (xv, yv) = _split(x, y, cfg)
-    mean, std = _moments(xt)
     shape = _output_shape(cfg, xt.shape[1:])
+    prep = _preprocessing(cfg, tuple(int(d) for d in x.shape[1:]), shape, xt)
 
     def from_arrays(a, b):
         return tf.data.Dataset.from_tensor_slices((a, b.astype("int32")))
 
-    train = _pipeline(from_arrays(xt, yt), cfg, batch_size, mean, std, shape, training=True)
-    val = _pipeline(from_arrays(xv, yv), cfg, batch_size, mean, std, shape, training=False)
-    test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, mean, std, shape, training=False)
+    train = _pipeline(from_arrays(xt, yt), cfg, batch_size, shape, training=True)
+    val = _pipeline(from_arrays(xv, yv), cfg, batch_size, shape, training=False)
+    test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, shape, training=False)
     return DataSplits(
-        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names, cfg.source
+        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
+        cfg.source, prep, np.asarray(xv[:2]),
+    )  # fmt: skip
+
+
+def _preprocessing(cfg, raw_shape, shape, train_pixels) -> Preprocessing:
+    mean, std = _moments(train_pixels) if cfg.normalize else (None, None)
+    return Preprocessing(
+        raw_shape=raw_shape,
+        image_size=(shape[0], shape[1]),
+        mean=None if mean is None else tuple(float(v) for v in mean),
+        std=None if std is None else tuple(float(v) for v in std),
     )
+
+
+def _hold_out(x, y, fraction: float):
+    """A fixed, stratified test part of ``(x, y)`` (seed :data:`TEST_SEED`): the rest, the test."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 and len(y) * fraction >= len(counts) else None
+    xr, xs, yr, ys = train_test_split(x, y, test_size=fraction, random_state=TEST_SEED, stratify=stratify)
+    return (xr, yr), (xs, ys)
 
 
 def _digits():
@@ -193,15 +247,17 @@ def _output_shape(cfg, native_shape) -> tuple[int, int, int]:
     return int(h), int(w), int(native_shape[2])
 
 
-def _pipeline(ds, cfg, batch_size, mean, std, shape, *, training):
-    """uint8 images -> resize -> cache -> shuffle -> augment -> batch -> normalise -> prefetch."""
+def _pipeline(ds, cfg, batch_size, shape, *, training):
+    """uint8 images -> float32 (0-255) -> resize -> cache -> shuffle -> augment -> batch -> prefetch.
+
+    The resize is the one the shipped model does (bilinear, :mod:`experiments.preprocessing`)."""
     import tensorflow as tf
 
     h, w, _ = shape
     autotune = tf.data.AUTOTUNE
 
     def to_float(image, label):
-        image = tf.cast(image, tf.float32) / 255.0
+        image = tf.cast(image, tf.float32)
         if image.shape[0] != h or image.shape[1] != w:
             image = tf.image.resize(image, (h, w))
         return image, label
@@ -216,8 +272,6 @@ def _pipeline(ds, cfg, batch_size, mean, std, shape, *, training):
             seeds = tf.data.Dataset.random(seed=cfg.seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(_augmenter(cfg, shape), num_parallel_calls=autotune)
     ds = ds.batch(batch_size, drop_remainder=False)
-    mean_t, std_t = tf.constant(mean), tf.constant(std)
-    ds = ds.map(lambda x, y: ((x - mean_t) / std_t, y), num_parallel_calls=autotune) if cfg.normalize else ds
     return ds.prefetch(autotune)
 
 
@@ -240,22 +294,28 @@ def _augmenter(cfg, shape):
 
 
 # -- image folders ------------------------------------------------------------------------
-def _image_folder_root(cfg) -> Path:
-    """The directory holding the class folders, extracting a .tar.gz once into the cache."""
-    path = Path(cfg.path).expanduser()
+def _image_folder_root(cfg, path_key: str = "path") -> Path:
+    """The directory holding the class folders, extracting a .tar.gz once into the cache.
+
+    ``path_key``: ``path`` (the training images) or ``test_path``."""
+    value = getattr(cfg, path_key)
+    path = Path(value).expanduser()
     if path.is_file():
         if not tarfile.is_tarfile(path):
-            raise SpecError("data.path", cfg.path, "a directory or a .tar.gz archive of one")
+            raise SpecError(f"data.{path_key}", value, "a directory or a .tar.gz archive of one")
         path = _extract_once(path, cfg)
-    root = path / cfg.subdir if cfg.subdir else path
+    subdir = cfg.subdir if path_key == "path" else None
+    root = path / subdir if subdir else path
     if not root.is_dir():
-        raise SpecError("data.subdir", cfg.subdir, f"a folder inside {path}")
+        raise SpecError("data.subdir", subdir, f"a folder inside {path}")
     # An archive or folder with a single top-level folder (e.g. train/) holds the classes inside.
     entries = [p for p in root.iterdir() if not p.name.startswith(".")]
-    if not cfg.subdir and len(entries) == 1 and entries[0].is_dir() and len(_class_dirs(entries[0])) >= 2:
+    if not subdir and len(entries) == 1 and entries[0].is_dir() and len(_class_dirs(entries[0])) >= 2:
         root = entries[0]
     if len(_class_dirs(root)) < 2:
-        raise SpecError("data.path", cfg.path, "a folder with at least 2 class sub-folders of images (class/xxx.jpg)")
+        raise SpecError(
+            f"data.{path_key}", value, "a folder with at least 2 class sub-folders of images (class/xxx.jpg)"
+        )
     return root
 
 
@@ -285,20 +345,74 @@ def _extract_once(archive: Path, cfg) -> Path:
     return target
 
 
+def _index_folder(root: Path, value, path_key: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(files, labels, class names) of an image folder, in a fixed order."""
+    names = [p.name for p in _class_dirs(root)]
+    files, labels = [], []
+    for label, name in enumerate(names):
+        for f in sorted((root / name).iterdir()):
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(str(f))
+                labels.append(label)
+    if not files:
+        raise SpecError(f"data.{path_key}", value, f"class folders containing images ({', '.join(IMAGE_EXTENSIONS)})")
+    return np.array(files), np.array(labels, dtype="int32"), names
+
+
+def _image_folder_files(cfg):
+    """The (files, labels) of the train+validation part, of the test part (or None), and the
+    class names; a test folder must have the training folder's classes."""
+    files, labels, names = _index_folder(_image_folder_root(cfg), cfg.path, "path")
+    test = None
+    if cfg.test_path is not None:
+        tf_, tl, test_names = _index_folder(_image_folder_root(cfg, "test_path"), cfg.test_path, "test_path")
+        if test_names != names:
+            raise SpecError(
+                "data.test_path", cfg.test_path, f"a folder with the training classes {names} (it has {test_names})"
+            )
+        test = (tf_, tl)
+    elif cfg.test_split:
+        (files, labels), test = _hold_out(files, labels, cfg.test_split)
+    files, labels = _subsample(files, labels, cfg)
+    return files, labels, test, names
+
+
+def split_sizes(cfg) -> tuple[int, int, int]:
+    """(train, validation, test) image counts of ``cfg`` without decoding any image (for
+    reports: the standard error of a validation accuracy depends on the validation size)."""
+    validate_data_config(cfg)
+    if cfg.source == "image_folder":
+        files, labels, test, _ = _image_folder_files(cfg)
+        n, n_test = len(labels), 0 if test is None else len(test[1])
+    else:
+        if cfg.source == "cifar10":
+            n, n_test = 50000, 10000
+        else:
+            n = 1797 if cfg.source == "digits" else int(cfg.num_samples / (1.0 - cfg.validation_split))
+            n_test = int(np.ceil(n * cfg.test_split)) if cfg.test_split else 0
+            n -= n_test
+    if cfg.max_samples is not None:
+        n = min(n, cfg.max_samples)
+    n_val = int(np.ceil(n * cfg.validation_split))
+    return n - n_val, n_val, n_test
+
+
 # Decoded image-folder splits kept in this process, by file lists and shape: a sweep worker
 # trains many trials on the same images, and decoding them is most of a trial's data cost.
 # Only folders whose pixels fit DECODED_CACHE_MB are kept (CIFAR-10's 50,000 images: 147 MB).
 DECODED_CACHE_MB = 1024
-_DECODED: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_DECODED: dict[str, tuple[np.ndarray, ...]] = {}
 
 
-def _decoded_images(train_files, val_files, shape, files_ds):
-    """(train, val) uint8 pixel arrays, decoded once per process; None when too large."""
-    if (len(train_files) + len(val_files)) * int(np.prod(shape)) > DECODED_CACHE_MB * 2**20:
+def _decoded_images(parts, shape, files_ds):
+    """uint8 pixel arrays of each file list in ``parts``, decoded once per process; None
+    when too large."""
+    if sum(len(p) for p in parts) * int(np.prod(shape)) > DECODED_CACHE_MB * 2**20:
         return None
     digest = hashlib.sha1()
-    for part in (train_files, ["--val--"], val_files, [repr(shape)]):
-        digest.update("\n".join(map(str, part)).encode())
+    for part in parts:
+        digest.update("\n".join(map(str, part)).encode() + b"\n--\n")
+    digest.update(repr(shape).encode())
     key = digest.hexdigest()
     if key not in _DECODED:
         if _DECODED:  # another data set: keep one, so a process never holds several
@@ -310,25 +424,15 @@ def _decoded_images(train_files, val_files, shape, files_ds):
             labels = np.zeros(len(files), dtype="int32")
             return np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
 
-        _DECODED[key] = (decode_all(train_files), decode_all(val_files))
+        _DECODED[key] = tuple(decode_all(p) for p in parts)
     return _DECODED[key]
 
 
 def _image_folder(cfg, batch_size: int) -> DataSplits:
     import tensorflow as tf
 
-    root = _image_folder_root(cfg)
-    names = [p.name for p in _class_dirs(root)]
-    files, labels = [], []
-    for label, name in enumerate(names):
-        for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(str(f))
-                labels.append(label)
-    if not files:
-        raise SpecError("data.path", cfg.path, f"class folders containing images ({', '.join(IMAGE_EXTENSIONS)})")
-    files_arr, labels_arr = _subsample(np.array(files), np.array(labels, dtype="int32"), cfg)
-    (ft, yt), (fv, yv) = _split(files_arr, labels_arr, cfg)
+    files, labels, test, names = _image_folder_files(cfg)
+    (ft, yt), (fv, yv) = _split(files, labels, cfg)
     h, w = cfg.image_size if cfg.image_size is not None else (32, 32)
     c = cfg.channels
 
@@ -341,16 +445,24 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
         return tf.data.Dataset.from_tensor_slices((f, y)).map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
     shape = (int(h), int(w), int(c))
-    decoded = _decoded_images(ft, fv, shape, files_ds) if cfg.cache else None
+    parts = [ft, fv] + ([test[0]] if test is not None else [])
+    decoded = _decoded_images(parts, shape, files_ds) if cfg.cache else None
     if decoded is not None:  # decoded once per process: later trials decode nothing
-        xt, xv = decoded
+        xt, xv = decoded[:2]
         sample = xt[:2000]
         train_src = tf.data.Dataset.from_tensor_slices((xt, yt))
         val_src = tf.data.Dataset.from_tensor_slices((xv, yv))
+        test_src = tf.data.Dataset.from_tensor_slices((decoded[2], test[1])) if test is not None else None
     else:
         sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
         train_src, val_src = files_ds(ft, yt), files_ds(fv, yv)
-    mean, std = _moments(sample)
-    train = _pipeline(train_src, cfg, batch_size, mean, std, shape, training=True)
-    val = _pipeline(val_src, cfg, batch_size, mean, std, shape, training=False)
-    return DataSplits(train, val, None, shape, len(names), len(yt), len(yv), 0, names, "image_folder")
+        test_src = files_ds(*test) if test is not None else None
+    # Files come in any size: the shipped model takes images of any size and resizes them.
+    prep = _preprocessing(cfg, (None, None, shape[2]), shape, sample)
+    train = _pipeline(train_src, cfg, batch_size, shape, training=True)
+    val = _pipeline(val_src, cfg, batch_size, shape, training=False)
+    test_ds = _pipeline(test_src, cfg, batch_size, shape, training=False) if test_src is not None else None
+    return DataSplits(
+        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
+        "image_folder", prep, np.asarray(sample[:2]),
+    )  # fmt: skip

@@ -170,6 +170,7 @@ def run_task(
         data = seeded_data(cfg)
         data_s = time.perf_counter() - t0
         tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
+        tr.log_dict({"class_names": list(data.class_names), **data.preprocessing.to_dict()}, "preprocessing.json")
         log.info(
             "%s on %s: %d train / %d val%s images of %s, %d classes",
             name, cfg.data.source, data.num_train, data.num_val,
@@ -200,7 +201,7 @@ def run_task(
             "train/epochs_run": result.epochs_run,
             "perf/fit_s": result.phases["fit_s"],  # build_compile_s went out when fit() began
         }
-        values = []
+        values, model_uri = [], None
         for objective in plan.objectives:
             if objective == "macs":
                 values.append(float(result.cost.macs))
@@ -211,9 +212,10 @@ def run_task(
                 values.append(finals["perf/latency_ms"])
             else:
                 values.append(result.best.get(objective, float("nan")))
+        finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test})
         tr.log_metrics(finals)
         if cfg.tracking.log_model:
-            tr.log_keras_model(result.model, _example_batch(data))
+            model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
     summary = (
         f"done: {name} | "
         + " ".join(f"{k}={v:.4f}" for k, v in result.best.items() if k.startswith("val/"))
@@ -221,9 +223,22 @@ def run_task(
         + f" | {result.cost.trainable_params:,} params, {result.cost.macs / 1e6:,.1f} M MACs"
         + f" | {result.images_per_s:,.0f} img/s, {result.wall_time_s:.1f} s"
         + (f" | mlflow run {tracker.run_id}" if tracker.run_id else "")
+        + (f" | model {model_uri}" if model_uri else "")
     )
     log.info(summary)
     return values[0] if len(values) == 1 else tuple(values)
+
+
+def log_serving_model(tracker, trained, data, register_as: str | None = None) -> str | None:
+    """Log ``trained`` as the MLflow Model users take away: raw images in, its preprocessing
+    and the training statistics inside, standard Keras layers only (see
+    :mod:`experiments.preprocessing`). Returns its URI (None without tracking)."""
+    from experiments.preprocessing import serving_model
+
+    metadata = {"class_names": list(data.class_names), "preprocessing": data.preprocessing.to_dict()}
+    return tracker.log_model(
+        serving_model(trained, data.preprocessing), data.example, metadata=metadata, registered_name=register_as
+    )
 
 
 def _log_summary(tracker, model, cost) -> None:
@@ -244,12 +259,6 @@ def seeded_data(cfg: DictConfig):
 
     keras.utils.set_random_seed(cfg.trainer.seed)
     return load_data(cfg.data, batch_size=cfg.trainer.batch_size)
-
-
-def _example_batch(data):
-    for x, _ in data.val.take(1):
-        return x.numpy()[:2]
-    return None
 
 
 @user_errors

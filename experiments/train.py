@@ -15,6 +15,7 @@ import keras
 from experiments.background import HoldWritesBetweenEpochs, OrderedWriter, release_writes
 from experiments.cli import RunFailure
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
+from experiments.preprocessing import with_preprocessing
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class TrainResult:
     train_time_s: float
     eval_time_s: float
     epochs_run: int
-    model: Any = field(repr=False, default=None)
+    model: Any = field(repr=False, default=None)  # the network behind its preprocessing layers
     phases: dict[str, float] = field(default_factory=dict)  # seconds: build_compile_s, fit_s
 
 
@@ -320,7 +321,12 @@ def train(
         prebuilt_s = built.build_s if built is not None else 0.0
         if built is None:
             built = build_model(cfg, spec)
-        model, strategy = built.model, built.strategy
+        network, strategy = built.model, built.strategy
+        if data.preprocessing is not None:  # the model takes raw pixels (what it will be shipped with)
+            with strategy.scope():
+                model = with_preprocessing(network, data.preprocessing)
+        else:
+            model = network
         steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
         if t.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
@@ -330,6 +336,8 @@ def train(
         else:
             loss = keras.losses.SparseCategoricalCrossentropy()
             train_ds, val_ds, test_ds = data.train, data.val, data.test
+        if not t.evaluate_test:
+            test_ds = None
         with strategy.scope():
             model.compile(
                 optimizer=make_optimizer(t, steps), loss=loss, metrics=["accuracy"], jit_compile=t.jit_compile
@@ -343,9 +351,9 @@ def train(
         if slot is not None and hasattr(slot, "release") and test_ds is None:
             cbs.append(ReleaseSlotAfterLastEpoch(slot))  # last: after every other epoch-end callback
         phases["build_compile_s"] = time.perf_counter() - t0 + prebuilt_s
-        cost = model_cost(model)
+        cost = model_cost(network)
         if on_built is not None:
-            on_built(model, cost)
+            on_built(network, cost)
         timing.phases = phases
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()

@@ -21,7 +21,10 @@ from dataclasses import dataclass, field
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from experiments.sweep.selection import fmt_se, is_accuracy
+
 TOP_TRIALS = 5
+MIN_IMPORTANCE_TRIALS = 4  # fANOVA on fewer trials ranks parameters by chance
 
 
 @dataclass
@@ -46,6 +49,24 @@ def _fmt(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return _esc(value)
+
+
+def _values(summary: dict, row: dict) -> list[str]:
+    """A row's objective values as text; the accuracy objective as ``p ± se`` when known."""
+    objectives = summary["objectives"]
+    se_of = summary.get("se_of")
+    out = []
+    for o, v in zip(objectives, row["values"] or [None] * len(objectives)):
+        se = row.get("se") if o == se_of else None
+        out.append(_fmt(v) if v is None or se is None else _esc(fmt_se(v, se)))
+    return out
+
+
+TIE = "<span class='tie' title='within noise of the best accuracy'>≈</span>"
+
+
+def _tie(row: dict) -> str:
+    return f" {TIE}" if row.get("tied_with_best") else ""
 
 
 def _png(fig) -> str:
@@ -174,6 +195,9 @@ def _pareto_section(study, summary) -> str:
 def _importance_section(study, summary) -> str:
     import optuna
 
+    done = _trained(study)
+    if len(done) < MIN_IMPORTANCE_TRIALS:
+        return f"<p>Needs {MIN_IMPORTANCE_TRIALS} or more complete trials (has {len(done)}).</p>"
     target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     try:
         with warnings.catch_warnings():
@@ -183,12 +207,19 @@ def _importance_section(study, summary) -> str:
         return f"<p>Not available: {_esc(err)}</p>"
     if not imp:
         return "<p>No searched parameters varied across complete trials.</p>"
+    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:.3f}</td></tr>" for k, v in imp.items())
+    table = f"<table><tr><th>parameter</th><th>importance</th></tr>{rows}</table>"
+    if len(imp) > 1 and max(imp.values()) - min(imp.values()) < 1e-9:
+        same = len({t.values[0] for t in done}) == 1
+        why = (
+            f"every complete trial has the same {_esc(summary['objectives'][0])}" if same else "no parameter stands out"
+        )
+        return f"<p>The importances tie (all equal): {why}, so they rank nothing.</p>{table}"
     fig, ax = _figure(7.5, 0.5 + 0.45 * len(imp))
     keys = list(imp)[::-1]
     ax.barh(keys, [imp[k] for k in keys], color="#1c7ed6")
     ax.set_xlabel(f"importance for {summary['objectives'][0]} (fANOVA)")
-    rows = "".join(f"<tr><td>{_esc(k)}</td><td>{v:.3f}</td></tr>" for k, v in imp.items())
-    return f"{_png(fig)}<table><tr><th>parameter</th><th>importance</th></tr>{rows}</table>"
+    return f"{_png(fig)}{table}"
 
 
 def _curves_section(top: Sequence[int], inputs: ReportInputs, arch: Mapping[int, str]) -> str:
@@ -234,7 +265,21 @@ text-align:left;vertical-align:top} th{background:#f1f3f5} code{font-size:12px;w
 svg.arch text{font-size:10px;fill:#343a40} svg.arch .block{fill:#4dabf7;stroke:#1864ab}
 svg.arch .stem{fill:#ffd43b;stroke:#e67700} svg.arch .io{fill:#e9ecef;stroke:#868e96} img{max-width:100%}
 .COMPLETE{color:#2b8a3e} .PRUNED{color:#e67700} .FAIL{color:#c92a2a}
+.warn{background:#fff3bf;border:1px solid #fcc419;border-radius:6px;padding:8px 12px} .tie{color:#e67700}
 """
+
+
+def _noise_note(summary: dict) -> str:
+    """What the ± and ≈ marks mean, or why they are missing."""
+    se_of = summary.get("se_of")
+    if se_of:
+        return (
+            f"<p class='muted'>{_esc(se_of)} is shown ± its standard error on n_val={summary['num_val']:,} "
+            f"validation images; {TIE} marks a trial within noise of the best (a two-sided 95% test).</p>"
+        )
+    if not summary.get("num_val") and any(is_accuracy(o) for o in summary["objectives"]):
+        return "<p class='muted'>No standard errors: the study does not record its validation size (num_val).</p>"
+    return ""
 
 
 def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
@@ -256,17 +301,19 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
         f"<h1>Study <code>{_esc(summary['study_name'])}</code></h1>",
         f"<p class='muted'>{len(rows)} trials ({counts}); objectives: {_esc(directions)}; "
         f"report written {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.</p>",
+        *(f"<p class='warn'><b>Warning:</b> {_esc(w)}</p>" for w in summary.get("warnings") or []),
+        _noise_note(summary),
         "<h2>Best architectures</h2>",
     ]
     if not top:
         parts.append("<p>No trial completed.</p>")
     for rank, n in enumerate(top, 1):
         r = rows[n]
-        values = ", ".join(f"{_esc(o)} = {_fmt(v)}" for o, v in zip(objectives, r["values"] or []))
+        values = ", ".join(f"{_esc(o)} = {v}" for o, v in zip(objectives, _values(summary, r)))
         spec = inputs.specs.get(n)
         diagram = stage_diagram(spec) if spec is not None else "<p class='muted'>(no spec)</p>"
         parts.append(
-            f"<div class='card'><h3>#{rank}: t{n:02d} {_esc(r.get('arch') or '')}</h3>"
+            f"<div class='card'><h3>#{rank}: t{n:02d} {_esc(r.get('arch') or '')}{_tie(r)}</h3>"
             f"<p>{values}; params {_fmt(r.get('params'))}; MACs {_fmt(r.get('macs'))}; "
             f"{_fmt(r.get('duration_s'))} s</p>{diagram}"
             f"<p>retrain: <code>{_esc(retrain_command(r.get('overrides') or []))}</code></p></div>"
@@ -277,7 +324,7 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     head = "".join(f"<th>{_esc(o)}</th>" for o in objectives)
     body = []
     for n, r in sorted(rows.items()):
-        vals = "".join(f"<td>{_fmt(v)}</td>" for v in (r["values"] or [None] * len(objectives)))
+        vals = "".join(f"<td>{v}</td>" for v in _values(summary, r))
         dup = r.get("duplicate_of")
         note = (
             r.get("rejected")
@@ -285,7 +332,7 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
             or (f"same as t{dup:02d}: values reused" if dup is not None else "")
         )
         body.append(
-            f"<tr><td>t{n:02d}</td><td class='{r['state']}'>{r['state']}</td>{vals}<td>{_esc(r.get('arch') or '')}</td>"
+            f"<tr><td>t{n:02d}{_tie(r)}</td><td class='{r['state']}'>{r['state']}</td>{vals}<td>{_esc(r.get('arch') or '')}</td>"
             f"<td>{_fmt(r.get('params'))}</td><td>{_fmt(r.get('macs'))}</td><td>{_fmt(r.get('duration_s'))}</td>"
             f"<td>{_esc(note)}</td></tr>"
         )

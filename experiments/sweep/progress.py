@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape as esc  # user text (overrides, reasons) is not markup
 from rich.table import Table
 
+from experiments.sweep.selection import fmt_se
+
 _STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
 
 
@@ -75,32 +77,58 @@ class Progress:
         self.console.print(text)
 
     def summary(self, summary: dict) -> None:
+        """The trials table (accuracies with their standard errors, ties marked), best trial(s), warnings."""
         table = Table(
             title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
         )
+        se_col = _se_column(summary, self.objectives)
+        se_name = None if se_col is None else self.objectives[se_col]
         for col in ("trial", "state", *self.objectives, "architecture", "params", "MACs"):
-            table.add_column(col, justify="right" if col in ("trial", "params", "MACs") else "left")
+            right = col in ("trial", "params", "MACs")
+            table.add_column(col, justify="right" if right else "left", no_wrap=col == se_name)  # "p ± se" whole
         best_numbers = {b["number"] for b in summary["best"]}
         for row in summary["trials"]:
             values = row["values"] or [None] * len(self.objectives)
+            mark = "*" if row["number"] in best_numbers else "≈" if row.get("tied_with_best") else ""
             table.add_row(
-                f"{'*' if row['number'] in best_numbers else ''}t{row['number']:02d}",
+                f"{mark}t{row['number']:02d}",
                 row["state"] + (" (rejected)" if row.get("rejected") else ""),
-                *(("-" if v is None else f"{v:.4g}") for v in values),
+                *(_value(v, row.get("se") if i == se_col else None) for i, v in enumerate(values)),
                 esc(row.get("arch") or "-"),
                 f"{row['params']:,}" if row.get("params") else "-",
                 f"{row['macs']:,}" if row.get("macs") else "-",
+            )
+        if se_col is not None:
+            table.caption = (
+                f"± standard error on n_val={summary['num_val']:,} images; * best, ≈ within noise of the best"
             )
         self.console.print(table)
         for b in summary["best"]:
             self.console.print(
                 f"[bold]best t{b['number']:02d}[/] "
-                + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, b["values"]))
+                + " ".join(
+                    f"{o}={_value(v, b.get('se') if i == se_col else None)}"
+                    for i, (o, v) in enumerate(zip(self.objectives, b["values"]))
+                )
             )
             self.console.print(f"  retrain: {esc(b['command'])}")
+        for text in summary.get("warnings") or []:
+            self.console.print(f"[yellow]warning:[/] {esc(text)}")
 
     def report(self, path) -> None:
         self.console.print(f"report: {esc(str(Path(path).resolve()))}")
+
+
+def _se_column(summary: dict, objectives: list[str]) -> int | None:
+    """The index of the objective whose standard errors the summary holds, or None."""
+    se_of = summary.get("se_of")
+    return objectives.index(se_of) if se_of in objectives and summary.get("num_val") else None
+
+
+def _value(v: float | None, se: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if se is None else fmt_se(v, se)
 
 
 def _best_text(study, objectives: list[str]) -> str:

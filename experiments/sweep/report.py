@@ -13,15 +13,25 @@ import warnings
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
+
+from experiments.sweep.selection import accuracy_index, accuracy_se, separation_warning, tied_with_best
 
 log = logging.getLogger(__name__)
 
 
 def study_summary(study, objectives: list[str]) -> dict:
+    """Counts, best trial(s) and one row per trial; accuracies come with their standard errors.
+
+    With the study's ``num_val`` (validation images) known and an accuracy objective, each row
+    and best entry gets ``se`` and ``tied_with_best`` (within noise of the best accuracy), and
+    ``warnings`` says when the validation split cannot separate the top trials.
+    """
     from experiments.sweep.sweeper import ARCH_ATTR, OVERRIDES_ATTR, retrain_command
 
     trials = study.get_trials(deepcopy=False)
+    num_val, se_of, noise, warn = _noise(study, objectives, trials)
     counts: dict[str, int] = {}
     rows = []
     for t in trials:
@@ -40,6 +50,7 @@ def study_summary(study, objectives: list[str]) -> dict:
                 "overrides": t.user_attrs.get(OVERRIDES_ATTR, []),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
                 "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                **noise.get(t.number, _NO_NOISE),
             }
         )
     best = []
@@ -55,9 +66,52 @@ def study_summary(study, objectives: list[str]) -> dict:
                     "arch": t.user_attrs.get(ARCH_ATTR),
                     "overrides": overrides,
                     "command": retrain_command(overrides),
+                    **noise.get(t.number, _NO_NOISE),
                 }
             )
-    return {"study_name": study.study_name, "objectives": objectives, "counts": counts, "best": best, "trials": rows}
+    return {
+        "study_name": study.study_name,
+        "objectives": objectives,
+        "counts": counts,
+        "num_val": num_val,
+        "se_of": se_of,
+        "warnings": warn,
+        "best": best,
+        "trials": rows,
+    }
+
+
+_NO_NOISE = {"se": None, "tied_with_best": None}
+
+
+def _noise(study, objectives: list[str], trials) -> tuple[int | None, str | None, dict[int, dict], list[str]]:
+    """``num_val``, the accuracy objective, per-trial ``se``/``tied_with_best``, and the warnings.
+
+    Nothing is computed without a positive ``num_val`` study attribute or an accuracy objective.
+    A reused duplicate shows its own standard error and the tie of the trial it repeats; it is
+    left out of the ranking, where it would tie with its original.
+    """
+    num_val = study.user_attrs.get("num_val")
+    if isinstance(num_val, bool) or not isinstance(num_val, int) or num_val <= 0:
+        return None, None, {}, []
+    i = accuracy_index(objectives)
+    if i is None or i >= len(study.directions):
+        return num_val, None, {}, []
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and 0.0 <= t.values[i] <= 1.0]
+    sign = -1 if study.directions[i] == StudyDirection.MAXIMIZE else 1
+    ranked = sorted(
+        ((t.number, t.values[i]) for t in done if "duplicate_of" not in t.user_attrs), key=lambda r: sign * r[1]
+    )
+    tied = set(tied_with_best(ranked, num_val))
+    noise = {
+        t.number: {
+            "se": accuracy_se(t.values[i], num_val),
+            "tied_with_best": t.user_attrs.get("duplicate_of", t.number) in tied,
+        }
+        for t in done
+    }
+    warning = separation_warning(ranked, num_val)
+    return num_val, objectives[i], noise, [warning] if warning else []
 
 
 def _plots(study, objectives: list[str], out: Path) -> list[str]:

@@ -103,3 +103,22 @@ def test_report_command_rebuilds_a_report_from_storage(tmp_path, capsys):
     assert page.count('<svg class="arch"') == 4 and "intermediate values (the pruning metric)" in page
     with pytest.raises(Exception, match="no study 'nope'.*studies there: \\['s'\\]"):
         report_main(["--storage", storage, "--study", "nope"])
+
+
+def test_importances_need_four_complete_trials_and_say_when_they_tie():
+    def section(study):
+        page = render(study, study_summary(study, ["val/accuracy"]))
+        return page.split("<h2>Parameter importances</h2>")[1].split("<h2>")[0]
+
+    study = make_study()
+    study.add_trial(create_trial(state=TrialState.FAIL, params={}, distributions={}))
+    three = optuna.create_study(study_name="s", direction="maximize")
+    for t in study.get_trials()[:3] + study.get_trials()[4:]:  # three complete, one pruned, one failed
+        three.add_trial(t)
+    assert "Needs 4 or more complete trials (has 3)" in section(three)
+    same = optuna.create_study(study_name="s", direction="maximize")
+    for t in study.get_trials()[:4]:
+        same.add_trial(create_trial(value=0.9, params=t.params, distributions=t.distributions))
+    text = section(same)
+    assert "importances tie (all equal): every complete trial has the same val/accuracy" in text
+    assert "<img" not in text and "model.depths" in text

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import keras
+import mlflow.keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,13 +44,18 @@ def test_digits_run_records_everything(make_cfg, mlflow_client):
     tags = run.data.tags
     assert tags["data.source"] == "digits" and "version.tensorflow" in tags and "version.keras" in tags
     artifacts = {a.path for a in mlflow_client.list_artifacts(run.info.run_id)}
-    assert {"config.yaml", "model_summary.txt", "cost.json", "model"} <= artifacts
-    model_files = {a.path for a in mlflow_client.list_artifacts(run.info.run_id, "model")}
-    assert model_files == {"model/model.keras", "model/signature.json"}
-    # The logged model loads (safe mode) and predicts 10 class probabilities.
-    path = mlflow_client.download_artifacts(run.info.run_id, "model/model.keras")
-    model = keras.saving.load_model(path, safe_mode=True)
-    probs = model.predict(np.zeros((2, 8, 8, 1), "float32"), verbose=0)
+    assert {"config.yaml", "model_summary.txt", "cost.json", "preprocessing.json"} <= artifacts
+    prep = mlflow_client.download_artifacts(run.info.run_id, "preprocessing.json")
+    prep = json.loads(Path(prep).read_text())
+    assert prep["class_names"] == [str(i) for i in range(10)] and len(prep["mean"]) == len(prep["std"]) == 1
+    assert metrics["data/num_test"] == 270 and metrics["data/num_val"] + metrics["data/num_train"] == 1797 - 270
+    assert "test/accuracy" in metrics
+    # An MLflow Model (MLflow's model views list it) that loads with Keras safe mode and
+    # predicts 10 class probabilities from raw uint8 images.
+    (logged,) = mlflow_client.search_logged_models([run.info.experiment_id])
+    assert logged.source_run_id == run.info.run_id and logged.name == "model"
+    model = mlflow.keras.load_model(f"runs:/{run.info.run_id}/model", load_model_kwargs={"safe_mode": True})
+    probs = model.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0)
     assert probs.shape == (2, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
 
 
