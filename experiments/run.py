@@ -177,8 +177,8 @@ def run_task(
             f" / {data.num_test} test" if data.num_test else "",
             "x".join(map(str, data.input_shape)), data.num_classes,
         )  # fmt: skip
-        # The summary is logged before training: pruned and failed trials have it too.
-        log_summary = functools.partial(_log_summary, tr) if cfg.tracking.log_summary else None
+        # The cost (and summary) are logged before training: pruned and failed trials have them too.
+        log_summary = functools.partial(_log_built_model, tr, summary=cfg.tracking.log_summary)
         result = train(
             cfg,
             plan.spec,
@@ -191,9 +191,6 @@ def run_task(
         finals = {
             **{f"best/{k}": v for k, v in result.best.items()},
             **result.test,
-            "model/trainable_params": result.cost.trainable_params,
-            "model/non_trainable_params": result.cost.non_trainable_params,
-            "model/macs": result.cost.macs,
             "perf/train_images_per_s": result.images_per_s,
             "perf/wall_time_s": result.wall_time_s,
             "perf/train_time_s": result.train_time_s,
@@ -241,7 +238,16 @@ def log_serving_model(tracker, trained, data, register_as: str | None = None) ->
     )
 
 
-def _log_summary(tracker, model, cost) -> None:
+def _log_built_model(tracker, model, cost, *, summary: bool) -> None:
+    tracker.log_metrics(
+        {
+            "model/trainable_params": cost.trainable_params,
+            "model/non_trainable_params": cost.non_trainable_params,
+            "model/macs": cost.macs,
+        }
+    )
+    if not summary:
+        return
     lines: list[str] = []
     model.summary(print_fn=lambda s, **_: lines.append(s))
     tracker.log_text("\n".join(lines), "model_summary.txt")

@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 
-from experiments.metrics import keras_logs_to_metrics
+from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +342,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         super().__init__()
         self.tracker = tracker
         self.timing = None  # set by experiments.train: the EpochTiming callback, which runs first
+        self._best: dict[str, float] = {}
 
     def on_train_begin(self, logs=None):
         # Logged now, not with the final metrics, so a pruned or failed trial has them too.
@@ -354,6 +355,11 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = keras_logs_to_metrics(logs or {}, self.model)
+        # Best so far, every epoch: a pruned or interrupted run sorts by it like a finished one.
+        for key in EPOCH_METRICS:
+            if key in metrics:
+                self._best[key] = best([self._best.get(key, float("nan")), metrics[key]], key)
+        metrics.update({f"best/{k}": v for k, v in self._best.items()})
         if self.timing is not None and self.timing.train_s:
             metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
             metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]

@@ -34,6 +34,7 @@ class ReportInputs:
     specs: Mapping[int, object] = field(default_factory=dict)  # trial number -> ResNetSpec
     curves: Mapping[int, Mapping[str, Sequence[tuple[int, float]]]] = field(default_factory=dict)
     curve_source: str = "Optuna intermediate values"
+    commands: dict[int, str] = field(default_factory=dict)  # trial number -> its retrain command
 
 
 # -- pieces -------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def _noise_note(summary: dict) -> str:
 
 def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     """The report page as one HTML string."""
-    from experiments.sweep.sweeper import retrain_command  # (the sweeper imports this module's callers)
+    from experiments.sweep.retrain import retrain_command
 
     inputs = inputs or ReportInputs()
     objectives = summary["objectives"]
@@ -316,7 +317,7 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
             f"<div class='card'><h3>#{rank}: t{n:02d} {_esc(r.get('arch') or '')}{_tie(r)}</h3>"
             f"<p>{values}; params {_fmt(r.get('params'))}; MACs {_fmt(r.get('macs'))}; "
             f"{_fmt(r.get('duration_s'))} s</p>{diagram}"
-            f"<p>retrain: <code>{_esc(retrain_command(r.get('overrides') or []))}</code></p></div>"
+            f"<p>retrain: <code>{_esc(inputs.commands.get(n) or retrain_command(r.get('overrides') or []))}</code></p></div>"
         )
     parts += ["<h2>Pareto front</h2>", _pareto_section(study, summary)]
     parts += ["<h2>Parameter importances</h2>", _importance_section(study, summary)]

@@ -16,7 +16,7 @@ import time
 
 import keras
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, read_write
 
 from experiments.background import OrderedWriter
 from experiments.metrics import keras_name
@@ -168,6 +168,9 @@ def _free_trial_memory() -> None:
 def run_trial(cfg: DictConfig):
     """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
     t = cfg.trial
+    # Trials are selected on validation only: the test split is for finalized runs.
+    with read_write(cfg):
+        cfg.trainer.evaluate_test = False
     storage = _storage(t.storage)
     study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
     trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001

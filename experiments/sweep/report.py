@@ -21,14 +21,17 @@ from experiments.sweep.selection import accuracy_index, accuracy_se, separation_
 log = logging.getLogger(__name__)
 
 
-def study_summary(study, objectives: list[str]) -> dict:
+def study_summary(study, objectives: list[str], compose=None) -> dict:
     """Counts, best trial(s) and one row per trial; accuracies come with their standard errors.
 
     With the study's ``num_val`` (validation images) known and an accuracy objective, each row
     and best entry gets ``se`` and ``tied_with_best`` (within noise of the best accuracy), and
     ``warnings`` says when the validation split cannot separate the top trials.
+    ``compose(overrides)`` composes run configs: with it, each best entry's ``command``
+    retrains the trial with the base config's full budget (:mod:`experiments.sweep.retrain`).
     """
-    from experiments.sweep.sweeper import ARCH_ATTR, OVERRIDES_ATTR, retrain_command
+    from experiments.sweep.retrain import retrain_command, retrain_overrides
+    from experiments.sweep.sweeper import ARCH_ATTR, OVERRIDES_ATTR
 
     trials = study.get_trials(deepcopy=False)
     num_val, se_of, noise, warn = _noise(study, objectives, trials)
@@ -65,7 +68,8 @@ def study_summary(study, objectives: list[str]) -> dict:
                     "params": dict(t.params),
                     "arch": t.user_attrs.get(ARCH_ATTR),
                     "overrides": overrides,
-                    "command": retrain_command(overrides),
+                    "retrain_overrides": retrain_overrides(overrides, compose) if compose else None,
+                    "command": retrain_command(overrides, compose),
                     **noise.get(t.number, _NO_NOISE),
                 }
             )
@@ -162,6 +166,7 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
     """
     from experiments.run import plan_run
     from experiments.sweep.html_report import ReportInputs, top_trials
+    from experiments.sweep.retrain import retrain_command
 
     rows = {r["number"]: r for r in summary["trials"]}
     top = top_trials(study)
@@ -169,6 +174,7 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
     for n in top:
         if compose is not None:
             try:
+                inputs.commands[n] = retrain_command(rows[n]["overrides"], compose)
                 inputs.specs[n] = plan_run(compose(rows[n]["overrides"]), build=False).spec
             except Exception as err:  # noqa: BLE001 - e.g. a plugin no longer importable
                 log.info("report: no stage diagram for trial %d: %s", n, err)
@@ -208,7 +214,7 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose, report_copy
         for _i, b in enumerate(summary["best"]):
             suffix = "" if len(summary["best"]) == 1 else f"_t{b['number']:02d}"
             try:
-                cfg = compose(b["overrides"])
+                cfg = compose(b["retrain_overrides"] or b["overrides"])
                 text = OmegaConf.to_yaml({k: v for k, v in cfg.items() if k not in ("hydra", "trial")}, resolve=True)
             except Exception as err:  # noqa: BLE001
                 text = f"# could not compose: {err}\n"
@@ -250,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config-dir", default=str(Path(__file__).resolve().parents[2] / "conf"))
     args = p.parse_args(argv)
     from experiments.cli import UserError
+    from experiments.sweep.retrain import config_composer
 
     try:
         study = optuna.load_study(study_name=args.study, storage=args.storage)
@@ -257,27 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
         raise UserError(f"--study: no study {args.study!r} in {args.storage}; studies there: {names}") from None
     objectives = study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
-    summary = study_summary(study, list(objectives))
+    compose = config_composer(args.config_dir)
+    summary = study_summary(study, list(objectives), compose)
     client = None
     if args.tracking_uri:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(args.tracking_uri)
-    print(write_report(Path(args.output), study, summary, compose=_composer(args.config_dir), client=client))
+    print(write_report(Path(args.output), study, summary, compose=compose, client=client))
     return 0
-
-
-def _composer(config_dir: str):
-    def compose(overrides):
-        from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
-
-        import experiments.config  # noqa: F401 - registers the schemas
-
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides))
-
-    return compose
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import gc
 import logging
 import math
 import os
-import shlex
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -165,6 +164,7 @@ class SweeperImpl:
     @user_errors  # bad settings: one clear line (exit 2) before any trial; an abort: exit 1
     def sweep(self, arguments: list[str]) -> Any:
         from experiments.config import model_spec  # noqa: F401 - registers resolvers
+        from experiments.data import split_sizes
         from experiments.tracking import StudyRuns, check_tracking_uri
 
         c = self.conf
@@ -204,6 +204,8 @@ class SweeperImpl:
             )  # fmt: skip
         study.set_user_attr("objectives", objectives)
         study.set_user_attr("monitor", monitor)  # the per-epoch metric (reports plot it without MLflow)
+        # Validation images per trial: reports give each accuracy its standard error from it.
+        study.set_user_attr("num_val", split_sizes(base.data)[1])
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name) if tracking.enabled else None
         parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR)) if runs else None
         if parent:
@@ -574,17 +576,19 @@ class SweeperImpl:
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
         from experiments.sweep.report import log_summary, study_summary, write_report
+        from experiments.sweep.retrain import config_composer
 
-        summary = study_summary(study, objectives)
+        compose = config_composer(config_name=self.config.hydra.job.config_name)  # run configs, not sweep jobs
+        summary = study_summary(study, objectives, compose)
         progress.summary(summary)
         report = Path(self.config.hydra.sweep.dir) / "report.html"
         if runs and parent:
             try:
-                log_summary(runs, parent, study, summary, compose=self._compose, report_copy=report)
+                log_summary(runs, parent, study, summary, compose=compose, report_copy=report)
             finally:
                 runs.end(parent, status, reason)
         else:
-            write_report(report, study, summary, compose=self._compose)
+            write_report(report, study, summary, compose=compose)
         progress.report(report)
 
     def _dry_run(self, params, fixed, hook, n: int) -> None:
@@ -668,12 +672,3 @@ def _outcome(ret) -> tuple[TrialState, Any, str | None]:
     if isinstance(err, optuna.TrialPruned):
         return TrialState.PRUNED, None, str(err) or "pruned"
     return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
-
-
-def retrain_command(overrides: list[str]) -> str:
-    """The single-run command for a trial: its overrides with the sweep overlay in RUN mode
-    (the overlay keeps the sweep's fixed settings; RUN mode leaves the sweeper out)."""
-    args = list(overrides)
-    if any(a.startswith("+sweep=") for a in args):
-        args.append("hydra.mode=RUN")
-    return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)

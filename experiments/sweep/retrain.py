@@ -1,0 +1,70 @@
+"""The single-run command for a trial: its architecture and hyper-parameters, the full budget.
+
+A sweep overlay (``+sweep=<name>``) holds two kinds of settings: what the trials share about
+the model and the data (a searched space's fixed ``model.stem_width``, a data subset), and the
+short trial budget (``trainer.epochs``, ``tracking.log_model=false``). Retraining a trial
+keeps the first kind, as explicit overrides, and drops the overlay, so training and tracking
+come from the base config: its full epochs, and a logged model.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.sweep.space import format_override
+
+KEPT_GROUPS = ("model", "data")  # what an overlay may say about the trial's model and data
+
+
+def _is_overlay(override: str) -> bool:
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key == "sweep" or key.startswith(("hydra.", "trial."))
+
+
+def retrain_overrides(overrides: Sequence[str], compose: Callable[[list[str]], DictConfig]) -> list[str]:
+    """``overrides`` without the sweep overlay, plus the overlay's ``model``/``data`` settings
+    as explicit overrides. ``compose(overrides)`` composes the run config."""
+    kept = [o for o in overrides if not _is_overlay(o)]
+    if len(kept) == len(overrides):
+        return kept
+    swept, plain = compose(list(overrides)), compose(kept)
+    given = {o.lstrip("+~").split("=", 1)[0] for o in kept}
+    extra = []
+    for group in KEPT_GROUPS:
+        a = OmegaConf.to_container(swept[group], resolve=False)
+        b = OmegaConf.to_container(plain[group], resolve=False)
+        for key, value in a.items():
+            if value != b.get(key) and f"{group}.{key}" not in given:
+                extra.append(format_override(f"{group}.{key}", value))
+    return kept + extra
+
+
+def retrain_command(overrides: Sequence[str], compose: Callable[[list[str]], DictConfig] | None = None) -> str:
+    """The ``python -m experiments.run`` command that retrains a trial with the full budget
+    (without ``compose``: the trial's overrides with the overlay in RUN mode, its budget too)."""
+    if compose is not None:
+        args = retrain_overrides(overrides, compose)
+    else:
+        args = [*overrides, "hydra.mode=RUN"] if any(_is_overlay(o) for o in overrides) else list(overrides)
+    return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)
+
+
+def config_composer(config_dir: str | None = None, config_name: str = "config"):
+    """``compose(overrides)`` for :func:`retrain_overrides`: Hydra's compose API inside a
+    running Hydra app (``config_dir`` None), else from ``config_dir``."""
+
+    def compose(overrides: list[str]) -> DictConfig:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        import experiments.config  # noqa: F401 - registers the schemas
+
+        if config_dir is None:
+            return hydra_compose(config_name, overrides=list(overrides))
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            return hydra_compose(config_name, overrides=list(overrides))
+
+    return compose
