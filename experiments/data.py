@@ -112,8 +112,11 @@ def data_signature(cfg) -> tuple[tuple[int, int, int], int]:
 
 
 # -- loading ------------------------------------------------------------------------------
-def load_data(cfg, *, batch_size: int) -> DataSplits:
-    """Load ``cfg.source`` and build its pipelines."""
+def load_data(cfg, *, batch_size: int, native: bool = False) -> DataSplits:
+    """Load ``cfg.source`` and build its pipelines.
+
+    ``native``: images at the source's own size, not resized to ``data.image_size`` (what a
+    shipped model takes; image folders are always resized, their files differ in size)."""
     import tensorflow as tf
 
     validate_data_config(cfg)
@@ -131,6 +134,8 @@ def load_data(cfg, *, batch_size: int) -> DataSplits:
     (xt, yt), (xv, yv) = _split(x, y, cfg)
     shape = _output_shape(cfg, xt.shape[1:])
     prep = _preprocessing(cfg, tuple(int(d) for d in x.shape[1:]), shape, xt)
+    if native:
+        shape = tuple(int(d) for d in xt.shape[1:])
 
     def from_arrays(a, b):
         return tf.data.Dataset.from_tensor_slices((a, b.astype("int32")))
