@@ -222,8 +222,9 @@ def format_table(ranked: list[Candidate], winner: dict) -> str:
     """The ranking as plain text within 80 columns."""
     lines = [f"{'#':>2} {'trial':>5}  {'architecture':<28} {'seeds':>5}  {'val acc (mean±sd)':>17}  {'test acc':>15}"]
     for r in table_rows(ranked):
+        trial = "t{:02d}".format(r["trial"])
         lines.append(
-            f"{r['rank']:>2} {f't{r['trial']:02d}':>5}  {r['arch'][:28]:<28} {r['seeds']:>5}  "
+            f"{r['rank']:>2} {trial:>5}  {r['arch'][:28]:<28} {r['seeds']:>5}  "
             f"{r['val_mean']:>8.4f}±{r['val_std']:<8.4f} {r['test_mean']:>7.4f}±{r['test_std']:<7.4f}"
         )
     lines.append(f"winner: t{winner['trial']:02d} {winner['arch']} (seed {winner['seed']}, run {winner['run_id']})")
