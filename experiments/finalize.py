@@ -97,7 +97,7 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
         raise UserError(f"--study: study {study.study_name!r} has no complete trial to finalize")
     candidates, configs = [], {}
     for t in trials:
-        overrides = [*retrain_overrides(t.user_attrs.get(OVERRIDES_ATTR, []), compose), *args.overrides]
+        overrides = [*retrain_overrides(t.user_attrs.get(OVERRIDES_ATTR, []), compose, list(t.params)), *args.overrides]
         base = compose(overrides)
         plan_run(base, build=False)  # a bad override fails here, before any training
         c = Candidate(t.number, arch_label(base.model), float(t.values[0]), overrides)

@@ -68,8 +68,8 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
                     "params": dict(t.params),
                     "arch": t.user_attrs.get(ARCH_ATTR),
                     "overrides": overrides,
-                    "retrain_overrides": retrain_overrides(overrides, compose) if compose else None,
-                    "command": retrain_command(overrides, compose),
+                    "retrain_overrides": retrain_overrides(overrides, compose, list(t.params)) if compose else None,
+                    "command": retrain_command(overrides, compose, list(t.params)),
                     **noise.get(t.number, _NO_NOISE),
                 }
             )
@@ -169,12 +169,14 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
     from experiments.sweep.retrain import retrain_command
 
     rows = {r["number"]: r for r in summary["trials"]}
+    trials_by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     top = top_trials(study)
     inputs = ReportInputs(specs={}, curves={})
     for n in top:
         if compose is not None:
             try:
-                inputs.commands[n] = retrain_command(rows[n]["overrides"], compose)
+                searched = list(trials_by_number[n].params) if n in trials_by_number else []
+                inputs.commands[n] = retrain_command(rows[n]["overrides"], compose, searched)
                 inputs.specs[n] = plan_run(compose(rows[n]["overrides"]), build=False).spec
             except Exception as err:  # noqa: BLE001 - e.g. a plugin no longer importable
                 log.info("report: no stage diagram for trial %d: %s", n, err)

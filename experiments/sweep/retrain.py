@@ -4,7 +4,8 @@ A sweep overlay (``+sweep=<name>``) holds two kinds of settings: what the trials
 the model and the data (a searched space's fixed ``model.stem_width``, a data subset), and the
 short trial budget (``trainer.epochs``, ``tracking.log_model=false``). Retraining a trial
 keeps the first kind, as explicit overrides, and drops the overlay, so training and tracking
-come from the base config: its full epochs, and a logged model.
+come from the base config: its full epochs, and a logged model. Budget settings given on the
+sweep's command line (``trainer.epochs=2`` for quick trials) are dropped too, unless searched.
 """
 
 from __future__ import annotations
@@ -17,21 +18,29 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.sweep.space import format_override
 
 KEPT_GROUPS = ("model", "data")  # what an overlay may say about the trial's model and data
+BUDGET_KEYS = ("trainer.epochs", "trainer.steps_per_epoch", "tracking.log_model")  # a trial's, not a final run's
+
+
+def _key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
 
 
 def _is_overlay(override: str) -> bool:
-    key = override.lstrip("+~").split("=", 1)[0]
+    key = _key(override)
     return key == "sweep" or key.startswith(("hydra.", "trial."))
 
 
-def retrain_overrides(overrides: Sequence[str], compose: Callable[[list[str]], DictConfig]) -> list[str]:
-    """``overrides`` without the sweep overlay, plus the overlay's ``model``/``data`` settings
-    as explicit overrides. ``compose(overrides)`` composes the run config."""
-    kept = [o for o in overrides if not _is_overlay(o)]
-    if len(kept) == len(overrides):
+def retrain_overrides(
+    overrides: Sequence[str], compose: Callable[[list[str]], DictConfig], searched: Sequence[str] = ()
+) -> list[str]:
+    """``overrides`` without the sweep overlay and the trial budget (``searched`` keys stay),
+    plus the overlay's ``model``/``data`` settings as explicit overrides. ``compose(overrides)``
+    composes the run config."""
+    kept = [o for o in overrides if not _is_overlay(o) and (_key(o) not in BUDGET_KEYS or _key(o) in searched)]
+    if not any(_is_overlay(o) for o in overrides):
         return kept
     swept, plain = compose(list(overrides)), compose(kept)
-    given = {o.lstrip("+~").split("=", 1)[0] for o in kept}
+    given = {_key(o) for o in kept}
     extra = []
     for group in KEPT_GROUPS:
         a = OmegaConf.to_container(swept[group], resolve=False)
@@ -42,11 +51,13 @@ def retrain_overrides(overrides: Sequence[str], compose: Callable[[list[str]], D
     return kept + extra
 
 
-def retrain_command(overrides: Sequence[str], compose: Callable[[list[str]], DictConfig] | None = None) -> str:
+def retrain_command(
+    overrides: Sequence[str], compose: Callable[[list[str]], DictConfig] | None = None, searched: Sequence[str] = ()
+) -> str:
     """The ``python -m experiments.run`` command that retrains a trial with the full budget
     (without ``compose``: the trial's overrides with the overlay in RUN mode, its budget too)."""
     if compose is not None:
-        args = retrain_overrides(overrides, compose)
+        args = retrain_overrides(overrides, compose, searched)
     else:
         args = [*overrides, "hydra.mode=RUN"] if any(_is_overlay(o) for o in overrides) else list(overrides)
     return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)

@@ -99,7 +99,10 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     assert {"summary.json", "trials.csv", "best_config.yaml", "plots", "report.html"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert "plots/optimization_history.png" in plots and "plots/parallel_coordinate.png" in plots
-    assert "retrain: python -m experiments.run +sweep=t_pruning" in proc.stdout
+    # The retrain command: the trial's architecture at the base config's budget, with its model logged.
+    (retrain,) = [line.split("retrain: ", 1)[1] for line in proc.stdout.splitlines() if "retrain: " in line]
+    assert "+sweep" not in retrain and "trainer.epochs" not in retrain and "tracking.log_model" not in retrain
+    assert "'model.depths=[1,1,1]'" in retrain and "model.stem_width=8" in retrain
     # Worker processes are replaced only when they grow: four small trials share the two
     # workers (one trains while the other sets up the next trial: hydra.sweeper.prefetch=1).
     assert len({t.user_attrs["job_pid"] for t in study.trials}) == 2

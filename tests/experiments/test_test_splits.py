@@ -1,0 +1,72 @@
+"""Test splits: fixed held-out parts, test folders with the training classes, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from experiments.data import load_data, split_sizes
+from experiments.run import plan_run
+from resnet_blocks import SpecError
+from tests.experiments.test_run import _write_jpegs
+
+
+def _labels(ds) -> np.ndarray:
+    return np.concatenate([y.numpy() for _, y in ds])
+
+
+def _pixels(ds) -> np.ndarray:
+    return np.concatenate([x.numpy() for x, _ in ds])
+
+
+def test_digits_test_part_is_fixed_whatever_the_seed_and_subsample(make_cfg):
+    a = load_data(make_cfg().data, batch_size=64)
+    b = load_data(make_cfg("data.seed=3", "data.max_samples=600").data, batch_size=64)
+    assert a.num_test == b.num_test == 270
+    np.testing.assert_array_equal(_pixels(a.test), _pixels(b.test))
+    # Never seen in training or validation: no test image is among them (digits has a few
+    # exact duplicates, so compare against the test images' own multiset).
+    held = {x.tobytes() for x in _pixels(a.test)}
+    seen = [x.tobytes() for x in np.concatenate([_pixels(a.train), _pixels(a.val)])]
+    assert len(seen) == 1797 - 270 and sum(s in held for s in seen) <= 5
+    assert split_sizes(make_cfg().data) == (a.num_train, a.num_val, a.num_test)
+    assert split_sizes(make_cfg("data.seed=3", "data.max_samples=600").data) == (b.num_train, b.num_val, b.num_test)
+
+
+def test_image_folder_test_path_and_test_split(make_cfg, tmp_path):
+    _write_jpegs(tmp_path / "train", per_class=10, size=(32, 32))
+    _write_jpegs(tmp_path / "test", per_class=4, size=(32, 32))
+    cfg = make_cfg("data=image_folder", f"data.path={tmp_path / 'train'}", f"data.test_path={tmp_path / 'test'}")
+    data = load_data(cfg.data, batch_size=8)
+    assert (data.num_train + data.num_val, data.num_test) == (30, 12)
+    assert sorted(np.bincount(_labels(data.test))) == [4, 4, 4]
+    assert split_sizes(cfg.data) == (data.num_train, data.num_val, data.num_test)
+    cfg = make_cfg("data=image_folder", f"data.path={tmp_path / 'train'}", "data.test_split=0.3")
+    data = load_data(cfg.data, batch_size=8)
+    assert (data.num_train + data.num_val, data.num_test) == (21, 9)
+    assert split_sizes(cfg.data) == (data.num_train, data.num_val, data.num_test)
+
+
+def test_test_folder_with_other_classes_names_both_lists(make_cfg, tmp_path):
+    _write_jpegs(tmp_path / "train", classes=("cat", "dog", "owl"), per_class=3)
+    _write_jpegs(tmp_path / "test", classes=("cat", "dog", "emu"), per_class=2)
+    cfg = make_cfg("data=image_folder", f"data.path={tmp_path / 'train'}", f"data.test_path={tmp_path / 'test'}")
+    with pytest.raises(SpecError) as err:
+        plan_run(cfg, build=False)
+    text = str(err.value)
+    assert text.startswith("data.test_path:") and "['cat', 'dog', 'owl']" in text and "['cat', 'dog', 'emu']" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data.test_split=1.2"], "data.test_split: received 1.2"),
+        (["data.test_split=0.85"], "data.test_split: received 0.85"),  # with validation_split 0.2: nothing left
+        (["data.test_path=/tmp"], "data.test_path: received '/tmp'"),  # digits: image folders only
+        (["data=cifar10", "data.test_split=0.1"], "0 for cifar10"),
+        (["data=image_folder", "data.path=/tmp", "data.test_path=/nonexistent"], "data.test_path: received"),
+    ],
+)
+def test_bad_test_split_settings_are_rejected(make_cfg, overrides, expected):
+    with pytest.raises(SpecError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+        plan_run(make_cfg(*overrides), build=False)
