@@ -91,7 +91,7 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
     from experiments.sweep.retrain import config_composer, retrain_overrides
     from experiments.sweep.sweeper import OVERRIDES_ATTR
 
-    compose = config_composer(str(CONF_DIR))
+    compose = config_composer(str(CONF_DIR), searchpath=study.user_attrs.get("searchpath") or ())
     trials = top_trials(study, args.top_k)
     if not trials:
         raise UserError(f"--study: study {study.study_name!r} has no complete trial to finalize")

@@ -14,6 +14,7 @@ from resnet_blocks.errors import RegistryError, SpecError
 from resnet_blocks.layers import BuildContext, FusedBatchNormalization, SubsampleChannelPad
 from resnet_blocks.optimizers import FusedSGD
 from resnet_blocks.plugins import ENTRY_POINT_GROUP, load_plugins
+from resnet_blocks.portable import standard_layers_copy
 from resnet_blocks.registry import (
     available_blocks,
     available_shortcuts,
@@ -47,5 +48,6 @@ __all__ = [
     "model_cost",
     "register_block",
     "register_shortcut",
+    "standard_layers_copy",
 ]
 __version__ = "0.1.0"

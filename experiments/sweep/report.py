@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
         raise UserError(f"--study: no study {args.study!r} in {args.storage}; studies there: {names}") from None
     objectives = study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
-    compose = config_composer(args.config_dir)
+    compose = config_composer(args.config_dir, searchpath=study.user_attrs.get("searchpath") or ())
     summary = study_summary(study, list(objectives), compose)
     client = None
     if args.tracking_uri:

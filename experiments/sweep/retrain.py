@@ -1,10 +1,11 @@
 """The single-run command for a trial: its architecture and hyper-parameters, the full budget.
 
 A sweep overlay (``+sweep=<name>``) holds two kinds of settings: what the trials share about
-the model and the data (a searched space's fixed ``model.stem_width``, a data subset), and the
-short trial budget (``trainer.epochs``, ``tracking.log_model=false``). Retraining a trial
-keeps the first kind, as explicit overrides, and drops the overlay, so training and tracking
-come from the base config: its full epochs, and a logged model. Budget settings given on the
+the model, the data and training (a searched space's fixed ``model.stem_width``, a data
+subset, a fixed batch size), and the short trial budget (``trainer.epochs``,
+``tracking.log_model=false``). Retraining a trial keeps the first kind, as explicit overrides,
+and drops the overlay, so the budget and tracking come from the base config: its full epochs,
+and a logged model. Budget settings given on the
 sweep's command line (``trainer.epochs=2`` for quick trials) are dropped too, unless searched.
 """
 
@@ -17,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.sweep.space import format_override
 
-KEPT_GROUPS = ("model", "data")  # what an overlay may say about the trial's model and data
+KEPT_GROUPS = ("model", "data", "trainer")  # what an overlay may say about the trial's model, data, training
 BUDGET_KEYS = ("trainer.epochs", "trainer.steps_per_epoch", "tracking.log_model")  # a trial's, not a final run's
 
 
@@ -34,7 +35,7 @@ def retrain_overrides(
     overrides: Sequence[str], compose: Callable[[list[str]], DictConfig], searched: Sequence[str] = ()
 ) -> list[str]:
     """``overrides`` without the sweep overlay and the trial budget (``searched`` keys stay),
-    plus the overlay's ``model``/``data`` settings as explicit overrides. ``compose(overrides)``
+    plus the overlay's other ``model``/``data``/``trainer`` settings as explicit overrides. ``compose(overrides)``
     composes the run config."""
     kept = [o for o in overrides if not _is_overlay(o) and (_key(o) not in BUDGET_KEYS or _key(o) in searched)]
     if not any(_is_overlay(o) for o in overrides):
@@ -46,7 +47,7 @@ def retrain_overrides(
         a = OmegaConf.to_container(swept[group], resolve=False)
         b = OmegaConf.to_container(plain[group], resolve=False)
         for key, value in a.items():
-            if value != b.get(key) and f"{group}.{key}" not in given:
+            if value != b.get(key) and f"{group}.{key}" not in given and f"{group}.{key}" not in BUDGET_KEYS:
                 extra.append(format_override(f"{group}.{key}", value))
     return kept + extra
 
@@ -63,11 +64,14 @@ def retrain_command(
     return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)
 
 
-def config_composer(config_dir: str | None = None, config_name: str = "config"):
+def config_composer(config_dir: str | None = None, config_name: str = "config", searchpath: Sequence[str] = ()):
     """``compose(overrides)`` for :func:`retrain_overrides`: Hydra's compose API inside a
-    running Hydra app (``config_dir`` None), else from ``config_dir``."""
+    running Hydra app (``config_dir`` None), else from ``config_dir``; ``searchpath``: the
+    sweep's ``hydra.searchpath`` (where its overlay may live)."""
+    extra = [format_override("hydra.searchpath", list(searchpath))] if searchpath else []
 
     def compose(overrides: list[str]) -> DictConfig:
+        overrides = [*extra, *overrides]
         from hydra import compose as hydra_compose
         from hydra import initialize_config_dir
 

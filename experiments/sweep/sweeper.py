@@ -206,6 +206,8 @@ class SweeperImpl:
         study.set_user_attr("monitor", monitor)  # the per-epoch metric (reports plot it without MLflow)
         # Validation images per trial: reports give each accuracy its standard error from it.
         study.set_user_attr("num_val", split_sizes(base.data)[1])
+        # Where the overlay was found: finalize and reports compose the trials' configs again.
+        study.set_user_attr("searchpath", list(self.config.hydra.searchpath))
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name) if tracking.enabled else None
         parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR)) if runs else None
         if parent:
