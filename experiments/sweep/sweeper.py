@@ -580,7 +580,10 @@ class SweeperImpl:
         from experiments.sweep.report import log_summary, study_summary, write_report
         from experiments.sweep.retrain import config_composer
 
-        compose = config_composer(config_name=self.config.hydra.job.config_name)  # run configs, not sweep jobs
+        # Run configs, not sweep jobs (the overlay may live on hydra.searchpath).
+        compose = config_composer(
+            config_name=self.config.hydra.job.config_name, searchpath=self.config.hydra.searchpath
+        )
         summary = study_summary(study, objectives, compose)
         progress.summary(summary)
         report = Path(self.config.hydra.sweep.dir) / "report.html"
