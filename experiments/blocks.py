@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 
+from experiments.cli import user_errors
 from resnet_blocks import load_plugins
 from resnet_blocks.registry import BLOCKS, SHORTCUTS
 
@@ -40,6 +41,7 @@ def listing() -> str:
     return "\n".join(lines)
 
 
+@user_errors  # an unknown plugin: one line (exit 2), as in experiments.run
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="List the registered blocks and shortcuts.")
     p.add_argument("--plugins", nargs="*", default=[], help="modules that register more blocks (as model.plugins)")

@@ -203,6 +203,8 @@ class SweeperImpl:
                 f"{[d.name.lower() for d in study.directions]}, the directions study {c.study_name!r} was created with",
             )  # fmt: skip
         study.set_user_attr("objectives", objectives)
+        with st.quiet_experimental():
+            study.set_metric_names(list(objectives))  # optuna-dashboard shows them instead of "Objective 0"
         study.set_user_attr("monitor", monitor)  # the per-epoch metric (reports plot it without MLflow)
         # Validation images per trial: reports give each accuracy its standard error from it.
         study.set_user_attr("num_val", split_sizes(base.data)[1])

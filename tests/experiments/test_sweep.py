@@ -72,6 +72,7 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
     states = [t.state for t in study.trials]
     assert len(study.trials) == 4
     assert TrialState.COMPLETE in states and TrialState.PRUNED in states, states
+    assert study.metric_names == ["val/accuracy"]  # (optuna-dashboard shows the objective's name)
     # Pruned trials stopped early: fewer reported epochs than complete ones.
     for t in study.trials:
         if t.state == TrialState.PRUNED:

@@ -1,0 +1,86 @@
+"""``resnet-blocks``: one command for every entry point (installed as a console script).
+
+    resnet-blocks run [overrides]              train one configuration (python -m experiments.run)
+    resnet-blocks sweep NAME [overrides]       an Optuna sweep (+sweep=NAME)
+    resnet-blocks describe [overrides]         a model's stages, parameters and MACs
+    resnet-blocks blocks [--plugins MOD ...]   the registered blocks and shortcuts
+    resnet-blocks evaluate MODEL [overrides]   a logged model on a test split
+    resnet-blocks finalize --study NAME ...    retrain a study's top trials with seeds, ship the winner
+    resnet-blocks report --study NAME ...      a study's HTML report
+
+Each subcommand takes the arguments (and ``--help``) of its ``python -m experiments.*`` module;
+Hydra overrides pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "run": "train one configuration",
+    "sweep": "an Optuna sweep: sweep NAME [overrides] (+sweep=NAME)",
+    "describe": "a model's per-stage output shapes, parameters and MACs",
+    "blocks": "list the registered blocks and shortcuts",
+    "evaluate": "evaluate a logged model on a test split",
+    "finalize": "retrain a study's top trials with several seeds and ship the winner",
+    "report": "write a study's HTML report",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: resnet-blocks COMMAND [args]", "", "commands:"]
+    lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "resnet-blocks COMMAND --help shows a command's own arguments."]
+    return "\n".join(lines)
+
+
+def _hydra_app(prog: str, main, args: list[str]) -> int:
+    sys.argv = [prog, *args]  # Hydra reads its overrides from the command line
+    main()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if command == "run":
+        from experiments import run
+
+        return _hydra_app("resnet-blocks run", run.main, rest)
+    if command == "sweep":
+        if not rest or rest[0].startswith("-") or "=" in rest[0]:
+            print("usage: resnet-blocks sweep NAME [overrides]  (NAME: a config in conf/sweep/, e.g. quick)")
+            return 0 if rest and rest[0] in ("-h", "--help") else 2
+        from experiments import run
+
+        return _hydra_app("resnet-blocks sweep", run.main, [f"+sweep={rest[0]}", *rest[1:]])
+    if command == "describe":
+        from experiments import describe
+
+        return _hydra_app("resnet-blocks describe", describe.main, rest)
+    if command == "blocks":
+        from experiments import blocks
+
+        return blocks.main(rest) or 0
+    if command == "evaluate":
+        from experiments import evaluate
+
+        return evaluate.main(rest)
+    if command == "finalize":
+        from experiments import finalize
+
+        return finalize.main(rest)
+    from experiments.cli import user_errors
+    from experiments.sweep import report
+
+    return user_errors(report.main)(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
