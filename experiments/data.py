@@ -47,6 +47,8 @@ class DataSplits:
     source: str
     preprocessing: Preprocessing | None = None  # what the model does to raw images, with the statistics
     example: np.ndarray | None = None  # a few raw images as the source gives them (uint8): a model's input example
+    origin: str = ""  # where the images come from: a path, a URL, a loader
+    digest: str = ""  # a fingerprint of the images and labels of every split (MLflow's dataset digest)
 
 
 # -- validation, before any work ---------------------------------------------------------
@@ -145,8 +147,26 @@ def load_data(cfg, *, batch_size: int, native: bool = False) -> DataSplits:
     test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, shape, training=False)
     return DataSplits(
         train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
-        cfg.source, prep, np.asarray(xv[:2]),
+        cfg.source, prep, np.asarray(xv[:2]), ORIGINS.get(cfg.source, cfg.source),
+        _digest(xt, yt, xv, yv, *(test or ())),
     )  # fmt: skip
+
+
+ORIGINS = {
+    "digits": "sklearn.datasets.load_digits",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    "synthetic": "synthetic (random pixels and labels)",
+}
+
+
+def _digest(*arrays) -> str:
+    """A short fingerprint of the splits' contents (pixels or file names, and labels)."""
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(repr((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes() if a.dtype != object and a.dtype.kind != "U" else "\n".join(map(str, a)).encode())
+    return h.hexdigest()[:10]
 
 
 def _preprocessing(cfg, raw_shape, shape, train_pixels) -> Preprocessing:
@@ -469,5 +489,6 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
     test_ds = _pipeline(test_src, cfg, batch_size, shape, training=False) if test_src is not None else None
     return DataSplits(
         train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
-        "image_folder", prep, np.asarray(sample[:2]),
+        "image_folder", prep, np.asarray(sample[:2]), str(Path(cfg.path).expanduser().resolve()),
+        _digest(ft, yt, fv, yv, *(test or ())),
     )  # fmt: skip

@@ -171,6 +171,7 @@ def run_task(
         data_s = time.perf_counter() - t0
         tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
         tr.log_dict({"class_names": list(data.class_names), **data.preprocessing.to_dict()}, "preprocessing.json")
+        tr.log_dataset(data)
         log.info(
             "%s on %s: %d train / %d val%s images of %s, %d classes",
             name, cfg.data.source, data.num_train, data.num_val,

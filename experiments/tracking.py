@@ -233,6 +233,24 @@ class RunTracker:
 
         mlflow.log_dict(dict(data), artifact_file)
 
+    def log_dataset(self, data) -> None:
+        """Log the run's data as an MLflow dataset input: its origin, a digest of its splits'
+        contents, the split sizes and class names (the UI's Dataset column)."""
+        import mlflow
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+
+        if data.origin.startswith(("http://", "https://")):
+            source = HTTPDatasetSource(data.origin)
+        else:
+            source = CodeDatasetSource({"origin": data.origin, "data.source": data.source})
+        sizes = {"train": data.num_train, "validation": data.num_val, "test": data.num_test}
+        name = f"{data.source} " + "/".join(str(v) for v in sizes.values())
+        tags = {f"{k}_images": str(v) for k, v in sizes.items()}
+        tags["classes"] = ",".join(data.class_names)[:5000]
+        mlflow.log_input(MetaDataset(source, name=name, digest=data.digest), context="training", tags=tags)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         import mlflow
 

@@ -50,6 +50,13 @@ def test_digits_run_records_everything(make_cfg, mlflow_client):
     assert prep["class_names"] == [str(i) for i in range(10)] and len(prep["mean"]) == len(prep["std"]) == 1
     assert metrics["data/num_test"] == 270 and metrics["data/num_val"] + metrics["data/num_train"] == 1797 - 270
     assert "test/accuracy" in metrics
+    # The data as an MLflow dataset input: origin, a digest of the splits, their sizes.
+    (dataset_input,) = mlflow_client.get_run(run.info.run_id).inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    sizes = [int(metrics[f"data/num_{k}"]) for k in ("train", "val", "test")]
+    assert dataset.name == "digits " + "/".join(map(str, sizes)) and len(dataset.digest) == 10
+    assert "load_digits" in dataset.source
+    assert {t.key: t.value for t in dataset_input.tags}["test_images"] == "270"
     # An MLflow Model (MLflow's model views list it) that loads with Keras safe mode and
     # predicts 10 class probabilities from raw uint8 images.
     (logged,) = mlflow_client.search_logged_models([run.info.experiment_id])
