@@ -26,18 +26,25 @@ class RunFailure(RuntimeError):
 
 
 def user_errors(fn):
-    """Turn SpecError / RegistryError / UserError into one clear line and exit code 2."""
+    """A command's entry point: SpecError / RegistryError / UserError become one clear line and
+    exit code 2, a RunFailure exit code 1; SIGTERM and SIGHUP stop it as Ctrl-C does (runs end
+    KILLED), then exit with 128 + the signal's number (:mod:`experiments.signals`)."""
+    from experiments.signals import Terminated, terminate_as_interrupt
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with terminate_as_interrupt():
+                return fn(*args, **kwargs)
         except (SpecError, RegistryError, UserError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except RunFailure as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(1)
+        except Terminated as err:
+            print(f"error: {err}; runs in progress ended KILLED", file=sys.stderr)
+            sys.exit(err.exit_code)
 
     return wrapper
 

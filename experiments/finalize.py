@@ -113,6 +113,7 @@ def finalize(args) -> tuple[list[Candidate], dict]:
     import keras
 
     from experiments.run import run_task
+    from experiments.signals import interruption_reason
     from experiments.sweep.study import PARENT_RUN_ATTR
     from experiments.tracking import StudyRuns, check_tracking_uri
 
@@ -157,8 +158,8 @@ def finalize(args) -> tuple[list[Candidate], dict]:
         winner = _winner(ranked[0])
         _log_results(runs, parent, ranked, winner, args)
         return ranked, winner
-    except KeyboardInterrupt:
-        status, reason = "KILLED", "finalize interrupted (KeyboardInterrupt)"
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
+        status, reason = "KILLED", f"finalize: {interruption_reason(err)}"
         raise
     except BaseException as err:
         status, reason = "FAILED", f"finalize: {type(err).__name__}: {err}"

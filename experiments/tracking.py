@@ -22,6 +22,7 @@ from typing import Any
 import keras
 
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics
+from experiments.signals import interruption_reason
 
 log = logging.getLogger(__name__)
 
@@ -166,9 +167,9 @@ class RunTracker:
             mlflow.set_tag("stopped_early", str(err) or type(err).__name__)
             mlflow.end_run(status="FINISHED")
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
             self._drain(quiet=True)
-            mlflow.set_tag("failure_reason", "interrupted (KeyboardInterrupt)")
+            mlflow.set_tag("failure_reason", interruption_reason(err))
             mlflow.end_run(status="KILLED")
             raise
         except BaseException as err:

@@ -38,6 +38,8 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import open_dict
 
+from experiments.signals import ignore_termination
+
 log = logging.getLogger(__name__)
 
 
@@ -57,6 +59,7 @@ def _init_worker(slots, releases=None, data_lock=None) -> None:
     global _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER
     _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER = slots, releases, data_lock, True
     die_with_parent()
+    ignore_termination()  # SIGTERM/SIGHUP to the whole group: the sweeper ends the trials, then the workers
     # A trial's cyclic garbage is its model and traced graphs: about 28,000-37,000 objects
     # for a small ResNet on digits whether it trains 2 or 30 epochs (measured), none per
     # step. So a worker collects once per job (its clean-up after the result, or at the next

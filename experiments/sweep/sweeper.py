@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from experiments.cli import RunFailure, UserError, user_errors
 from experiments.metrics import EPOCH_METRICS, direction
+from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.config import SweeperConf
 from experiments.sweep.progress import Progress
@@ -237,8 +238,8 @@ class SweeperImpl:
         loop = self._pipelined_loop if pipelined else self._batch_loop
         try:
             loop(study, storage, started, params, fixed, hook, monitor, parent, runs, progress)
-        except KeyboardInterrupt:
-            status, reason = "KILLED", "interrupted (KeyboardInterrupt)"
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
+            status, reason = "KILLED", interruption_reason(err)
             raise
         except SweepAborted as err:
             status, reason = "FAILED", str(err)
@@ -348,7 +349,7 @@ class SweeperImpl:
         except BaseException as err:
             self.launcher.close(kill=True)  # idle workers too: exiting would wait for their imports
             if in_flight:  # interrupted, or a bug: the trials in flight end FAIL
-                reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"sweep stopped: {err}"
+                reason = interruption_reason(err) if isinstance(err, KeyboardInterrupt) else f"sweep stopped: {err}"
                 for p in in_flight.values():
                     p.trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
                     study.tell(p.trial, state=TrialState.FAIL)
@@ -533,8 +534,9 @@ class SweeperImpl:
         self._live = {p.trial.number for p in batch}
         try:
             returns = self.launcher.launch([p.overrides for p in batch], initial_job_idx=self.job_idx)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             for p in batch:
+                p.trial.set_user_attr(st.FAIL_REASON_ATTR, interruption_reason(err))
                 study.tell(p.trial, state=TrialState.FAIL)
             raise
         finally:
