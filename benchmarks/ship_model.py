@@ -6,7 +6,8 @@ runs' training or their selection); ``--samples`` of the rest are the sweep's da
 validation). Then, each step in its own process with shared Optuna and MLflow stores:
 
 1. a sweep of the shared benchmark space (``benchmarks/conf/sweep/bench_keras_tuner.yaml``: per-stage
-   depths, widths, stride schedule, block) with a fixed epoch budget;
+   depths, widths, stride schedule, block) with a fixed epoch budget and a MACs constraint
+   (``--max-macs``: what the shipped model may cost);
 2. ``python -m experiments.finalize`` of its top-k trials x seeds at the final budget;
 3. ``cifar_resnet20`` x the same seeds at the same final budget, same data and trainer.
 
@@ -58,6 +59,7 @@ def main() -> None:
     p.add_argument("--epochs-per-trial", type=int, default=4)
     p.add_argument("--epoch-budget", type=int, default=40, help="the sweep's budget in epochs")
     p.add_argument("--final-epochs", type=int, default=10)
+    p.add_argument("--max-macs", type=int, default=100_000_000, help="the sweep's constraint (ResNet-20: 41 M)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/resnet_blocks"))
@@ -86,7 +88,8 @@ def run(args, work: Path) -> dict:
     sweep = [
         *py, "experiments.run", "+sweep=bench_keras_tuner", f"hydra.searchpath=[file://{REPO / 'benchmarks' / 'conf'}]",
         "hydra.sweeper.study_name=ship", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={work / 'multirun'}",
-        f"hydra.sweeper.epoch_budget={args.epoch_budget}", f"trainer.epochs={args.epochs_per_trial}", *data, *common,
+        f"hydra.sweeper.epoch_budget={args.epoch_budget}", f"hydra.sweeper.constraints.max_macs={args.max_macs}",
+        f"trainer.epochs={args.epochs_per_trial}", *data, *common,
     ]  # fmt: skip
     final = [
         *py, "experiments.finalize", "--study", "ship", "--storage", storage, "--top-k", str(args.top_k),

@@ -93,6 +93,7 @@ class TrainerConfig:
     steps_per_epoch: int | None = None
     verbose: int = 2  # Keras fit verbosity: 2 = one line per epoch
     evaluate_test: bool = True  # evaluate the test split once training ends (a sweep's trials never do)
+    max_memory_gb: float | None = None  # refuse models estimated to need more; null: 80% of the available memory
 
 
 @dataclass

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.cli import user_errors
 from experiments.config import model_spec
 from experiments.data import data_signature, load_data, validate_data_config
+from experiments.memory import check_training_memory
 from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
 from experiments.train import BuiltModel, build_model, measure_latency_ms, train, validate_trainer_config
 from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
@@ -72,7 +73,10 @@ def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
         )
     if spec.num_classes != num_classes:
         raise SpecError("model.num_classes", spec.num_classes, f"null or the data's class count ({num_classes})")
-    return RunPlan(spec=spec, objectives=list(cfg.objective), cost=dry_build(spec) if build else None)
+    cost = dry_build(spec) if build else None
+    if cost is not None:
+        check_training_memory(cost, cfg.trainer)  # before a weight is allocated
+    return RunPlan(spec=spec, objectives=list(cfg.objective), cost=cost)
 
 
 def build_model_for_config(spec: ResNetSpec):
@@ -113,10 +117,11 @@ def dry_build(spec: ResNetSpec) -> ModelCost:
     key = repr(spec)
     if key not in _DRY_BUILDS:
         try:
-            # Declared, not created: in Keras's StatelessScope no weight is allocated or
-            # initialised, which is a third of a build's time (0.15 s -> 0.10 s for a small
-            # ResNet, the same counts: tests/experiments/test_run.py).
-            with keras.StatelessScope():
+            # Declared, not created: in Keras's StatelessScope no weight is allocated, and
+            # with initialize_variables=False none is initialised when the scope ends (the
+            # model is dropped by clear_session below). A model too large for this machine
+            # is measured without taking its memory (experiments/memory.py).
+            with keras.StatelessScope(initialize_variables=False):
                 cost = model_cost(build_model_for_config(spec))
         except SpecError:
             raise

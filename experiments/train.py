@@ -54,6 +54,7 @@ def validate_trainer_config(t) -> None:
     need(t.steps_per_epoch is None or t.steps_per_epoch >= 1, "steps_per_epoch", "null or an integer >= 1")
     need(t.verbose in (0, 1, 2), "verbose", "0, 1 or 2")
     need(t.distribute in STRATEGIES, "distribute", "one of " + ", ".join(STRATEGIES))
+    need(t.max_memory_gb is None or t.max_memory_gb > 0, "max_memory_gb", "null or a number > 0")
 
 
 @dataclass

@@ -29,6 +29,7 @@ class ModelCost:
     non_trainable_params: int
     macs: int
     stages: list[StageCost] = field(default_factory=list)
+    activations: int = 0  # output elements of every layer for one image (what training keeps per image)
 
     @property
     def params(self) -> int:
@@ -78,7 +79,18 @@ def model_cost(model: keras.Model) -> ModelCost:
         non_trainable_params=_count(model.non_trainable_weights),
         macs=sum(layer_macs(layer) for layer in model.layers),
         stages=stages,
+        activations=sum(_output_elements(layer) for layer in model.layers),
     )
+
+
+def _output_elements(layer) -> int:
+    if isinstance(layer, keras.layers.InputLayer):
+        return 0
+    try:
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+    except (AttributeError, ValueError):  # a layer used more than once, or not called
+        return 0
+    return int(sum(math.prod(d for d in t.shape[1:] if d) for t in outputs))
 
 
 def format_cost_table(cost: ModelCost) -> str:

@@ -19,8 +19,9 @@ import optuna
 from omegaconf import DictConfig, read_write
 
 from experiments.background import OrderedWriter
+from experiments.memory import MemoryBudgetError, check_training_memory
 from experiments.metrics import keras_name
-from experiments.run import RunPlan, arch_label, build_for_training, run_task
+from experiments.run import RunPlan, arch_label, build_for_training, dry_build, run_task
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
 from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, make_storage, over_budget
 from experiments.train import BuiltModel
@@ -115,7 +116,11 @@ def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, plan: RunP
     from hydra.core.hydra_config import HydraConfig
 
     try:
+        # Memory first, from a build that declares weights without allocating them.
+        check_training_memory(dry_build(plan.spec), cfg.trainer)
         built = build_for_training(cfg, plan.spec)
+    except MemoryBudgetError as err:
+        raise TrialNotTrained(f"over the memory limit: {err}", err.excess) from None
     except SpecError as err:
         raise TrialNotTrained(f"invalid architecture: {err}", 1.0) from None
     except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building

@@ -25,6 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments.cli import RunFailure, UserError, user_errors
+from experiments.memory import MemoryBudgetError
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
@@ -447,6 +448,11 @@ class SweeperImpl:
             arch = arch_label(cfg.model)
             trial.set_user_attr(ARCH_ATTR, arch)
             plan = plan_run(cfg, build=not self._jobs_vet)
+        except MemoryBudgetError as err:  # a constraint: the sampler learns to avoid it
+            self._reject(
+                study, trial, values, f"over the memory limit: {err}", runs, parent, arch, constraint=err.excess
+            )
+            return None
         except SpecError as err:
             self._reject(study, trial, values, f"invalid architecture: {err}", runs, parent, None, constraint=1.0)
             return None

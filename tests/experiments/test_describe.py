@@ -12,7 +12,8 @@ from resnet_blocks import SpecError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "conf" / "model").glob("*.yaml"))
 IMAGENET_PRESETS = [p for p in PRESETS if p.startswith("resnet")]
-KEYS = {"model", "input_shape", "num_classes", "trainable_params", "non_trainable_params", "macs", "stages"}
+KEYS = {"model", "input_shape", "num_classes", "trainable_params", "non_trainable_params", "macs", "stages",
+        "activations"}  # fmt: skip
 
 
 def preset_overrides(preset: str) -> list[str]:
