@@ -65,6 +65,9 @@ class DataConfig:
     flip: bool = True
     normalize: bool = True  # per-channel mean/std of the training split, a layer of the model
     cache: bool = True
+    skip_bad_images: bool = (
+        False  # image_folder: leave out (and count) files that cannot be decoded; false: an error naming them
+    )
     shuffle_buffer: int = 10000
 
 

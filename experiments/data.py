@@ -15,8 +15,11 @@ fixed seed before any subsampling or validation split (digits holds out 15% by d
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import shutil
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +27,8 @@ import numpy as np
 
 from experiments.preprocessing import Preprocessing
 from resnet_blocks import SpecError
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("digits", "cifar10", "image_folder", "synthetic")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -49,6 +54,7 @@ class DataSplits:
     example: np.ndarray | None = None  # a few raw images as the source gives them (uint8): a model's input example
     origin: str = ""  # where the images come from: a path, a URL, a loader
     digest: str = ""  # a fingerprint of the images and labels of every split (MLflow's dataset digest)
+    num_skipped: int = 0  # unreadable images left out (data.skip_bad_images)
 
 
 # -- validation, before any work ---------------------------------------------------------
@@ -328,7 +334,7 @@ def _image_folder_root(cfg, path_key: str = "path") -> Path:
     if path.is_file():
         if not tarfile.is_tarfile(path):
             raise SpecError(f"data.{path_key}", value, "a directory or a .tar.gz archive of one")
-        path = _extract_once(path, cfg)
+        path = _extract_once(path, cfg, path_key)
     subdir = cfg.subdir if path_key == "path" else None
     root = path / subdir if subdir else path
     if not root.is_dir():
@@ -348,8 +354,9 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _extract_once(archive: Path, cfg) -> Path:
-    """Extract ``archive`` into ``<cache>/<name>-<hash of path+size+mtime>``, atomically."""
+def _extract_once(archive: Path, cfg, path_key: str = "path") -> Path:
+    """Extract ``archive`` into ``<cache>/<name>-<hash of path+size+mtime>``, atomically; a
+    truncated or corrupt archive is a SpecError and leaves nothing behind."""
     stat = archive.stat()
     key = hashlib.sha256(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     cache = Path(cfg.cache_dir or os.environ.get("RESNET_BLOCKS_CACHE", "~/.cache/resnet_blocks")).expanduser()
@@ -358,39 +365,60 @@ def _extract_once(archive: Path, cfg) -> Path:
         return target
     tmp = cache / f".{target.name}.partial-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(tmp, filter="data")
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SpecError(
+            f"data.{path_key}",
+            str(archive),
+            f"a readable .tar.gz archive (this one is truncated or corrupt: {type(err).__name__}: {err})",
+        ) from None
+    except BaseException:  # interrupted: no half-extracted folder is left either
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     (tmp / ".complete").touch()
     try:
         tmp.rename(target)
     except OSError:  # another process finished first: use its copy
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _index_folder(root: Path, value, path_key: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(files, labels, class names) of an image folder, in a fixed order."""
+def _index_folder(
+    root: Path, value, path_key: str, exclude: frozenset[str] = frozenset()
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(files, labels, class names) of an image folder, in a fixed order; files that are not
+    images are listed in a warning; ``exclude``: files to leave out (unreadable ones)."""
     names = [p.name for p in _class_dirs(root)]
-    files, labels = [], []
+    files, labels, ignored = [], [], []
     for label, name in enumerate(names):
         for f in sorted((root / name).iterdir()):
-            if f.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(str(f))
-                labels.append(label)
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                if str(f) not in exclude:
+                    files.append(str(f))
+                    labels.append(label)
+            elif not f.name.startswith("."):
+                ignored.append(f"{name}/{f.name}")
+    if ignored:
+        shown = ", ".join(ignored[:5]) + (f" and {len(ignored) - 5} more" if len(ignored) > 5 else "")
+        log.warning("data.%s: ignored %d entries that are not %s images: %s", path_key, len(ignored),
+                    "/".join(IMAGE_EXTENSIONS), shown)  # fmt: skip
     if not files:
         raise SpecError(f"data.{path_key}", value, f"class folders containing images ({', '.join(IMAGE_EXTENSIONS)})")
     return np.array(files), np.array(labels, dtype="int32"), names
 
 
-def _image_folder_files(cfg):
+def _image_folder_files(cfg, exclude: frozenset[str] = frozenset()):
     """The (files, labels) of the train+validation part, of the test part (or None), and the
-    class names; a test folder must have the training folder's classes."""
-    files, labels, names = _index_folder(_image_folder_root(cfg), cfg.path, "path")
+    class names; a test folder must have the training folder's classes. ``exclude``: files
+    left out (unreadable ones, with ``data.skip_bad_images``)."""
+    files, labels, names = _index_folder(_image_folder_root(cfg), cfg.path, "path", exclude)
     test = None
     if cfg.test_path is not None:
-        tf_, tl, test_names = _index_folder(_image_folder_root(cfg, "test_path"), cfg.test_path, "test_path")
+        root = _image_folder_root(cfg, "test_path")
+        tf_, tl, test_names = _index_folder(root, cfg.test_path, "test_path", exclude)
         if test_names != names:
             raise SpecError(
                 "data.test_path", cfg.test_path, f"a folder with the training classes {names} (it has {test_names})"
@@ -443,20 +471,75 @@ def _decoded_images(parts, shape, files_ds):
         if _DECODED:  # another data set: keep one, so a process never holds several
             _DECODED.clear()
 
-        def decode_all(files):
+        def decode_all(i, files):
+            import tensorflow as tf
+
             if not len(files):
                 return np.zeros((0, *shape), dtype="uint8")
             labels = np.zeros(len(files), dtype="int32")
-            return np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
+            try:
+                return np.stack([img for img, _ in files_ds(files, labels).as_numpy_iterator()])
+            except tf.errors.OpError:
+                raise BadImages(i, unreadable(files, files_ds)) from None
 
-        _DECODED[key] = tuple(decode_all(p) for p in parts)
+        _DECODED[key] = tuple(decode_all(i, p) for i, p in enumerate(parts))
     return _DECODED[key]
 
 
-def _image_folder(cfg, batch_size: int) -> DataSplits:
+class BadImages(Exception):
+    """Files of an image folder that cannot be decoded: ``(path, reason)`` pairs, in
+    ``part`` (0 train, 1 validation, 2 test)."""
+
+    def __init__(self, part: int, bad: list[tuple[str, str]]):
+        super().__init__(part, bad)
+        self.part, self.bad = part, bad
+
+
+def unreadable(files, files_ds) -> list[tuple[str, str]]:
+    """The files among ``files`` that fail to decode, each with the decoder's reason."""
     import tensorflow as tf
 
-    files, labels, test, names = _image_folder_files(cfg)
+    bad = []
+    for f in files:
+        try:
+            next(iter(files_ds(np.array([f]), np.zeros(1, "int32"))))
+        except tf.errors.OpError as err:
+            bad.append((str(f), (err.message or type(err).__name__).strip().splitlines()[0][:200]))
+    return bad
+
+
+def _bad_images_error(cfg, err: BadImages) -> SpecError:
+    key = "test_path" if err.part == 2 and cfg.test_path is not None else "path"
+    shown = "; ".join(f"{f} ({why})" for f, why in err.bad[:5]) + (
+        f"; and {len(err.bad) - 5} more" if len(err.bad) > 5 else ""
+    )
+    return SpecError(
+        f"data.{key}",
+        getattr(cfg, key),
+        f"readable images: {len(err.bad)} cannot be decoded: {shown} (data.skip_bad_images=true skips them)",
+    )
+
+
+def _image_folder(cfg, batch_size: int) -> DataSplits:
+    """Index, split and decode an image folder. Files that cannot be decoded are named in a
+    SpecError, or with ``data.skip_bad_images`` left out (the folder is indexed again without
+    them, so the splits stay deterministic) and counted."""
+    skipped: frozenset[str] = frozenset()
+    while True:
+        try:
+            return _image_folder_splits(cfg, batch_size, skipped)
+        except BadImages as err:
+            if not cfg.skip_bad_images:
+                raise _bad_images_error(cfg, err) from None
+            log.warning("data: skipping %d images that cannot be decoded: %s", len(err.bad),
+                        ", ".join(f for f, _ in err.bad[:10]) + (" ..." if len(err.bad) > 10 else ""))  # fmt: skip
+            skipped = skipped | {f for f, _ in err.bad}
+
+
+def _image_folder_splits(cfg, batch_size: int, skipped: frozenset[str]) -> DataSplits:
+    import tensorflow as tf
+
+    files, labels, test, names = _image_folder_files(cfg, skipped)
     (ft, yt), (fv, yv) = _split(files, labels, cfg)
     h, w = cfg.image_size if cfg.image_size is not None else (32, 32)
     c = cfg.channels
@@ -478,10 +561,16 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
         train_src = tf.data.Dataset.from_tensor_slices((xt, yt))
         val_src = tf.data.Dataset.from_tensor_slices((xv, yv))
         test_src = tf.data.Dataset.from_tensor_slices((decoded[2], test[1])) if test is not None else None
-    else:
-        sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
+    else:  # too large to keep: decoded as training reads them (bad files dropped, if asked, uncounted)
+        try:
+            sample = np.stack([img.numpy() for img, _ in files_ds(ft[:2000], yt[:2000])])
+        except tf.errors.OpError:
+            raise BadImages(0, unreadable(ft[:2000], files_ds)) from None
         train_src, val_src = files_ds(ft, yt), files_ds(fv, yv)
         test_src = files_ds(*test) if test is not None else None
+        if cfg.skip_bad_images:
+            train_src, val_src = train_src.ignore_errors(), val_src.ignore_errors()
+            test_src = test_src.ignore_errors() if test_src is not None else None
     # Files come in any size: the shipped model takes images of any size and resizes them.
     prep = _preprocessing(cfg, (None, None, shape[2]), shape, sample)
     train = _pipeline(train_src, cfg, batch_size, shape, training=True)
@@ -490,5 +579,5 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
     return DataSplits(
         train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
         "image_folder", prep, np.asarray(sample[:2]), str(Path(cfg.path).expanduser().resolve()),
-        _digest(ft, yt, fv, yv, *(test or ())),
+        _digest(ft, yt, fv, yv, *(test or ())), len(skipped),
     )  # fmt: skip

@@ -215,7 +215,8 @@ def run_task(
                 values.append(finals["perf/latency_ms"])
             else:
                 values.append(result.best.get(objective, float("nan")))
-        finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test})
+        finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test,
+                       "data/num_skipped": data.num_skipped})  # fmt: skip
         tr.log_metrics(finals)
         if cfg.tracking.log_model:
             model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
