@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 
+from experiments.locks import sqlite_setup_lock
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics
 from experiments.signals import interruption_reason
 
@@ -75,11 +76,13 @@ def check_tracking_uri(uri: str) -> None:
     from experiments.cli import UserError
 
     mlflow.set_tracking_uri(uri)
-    # Probe without MLflow's long retry back-off, so a dead server fails in seconds.
+    # Probe without MLflow's long retry back-off, so a dead server fails in seconds. (A new
+    # SQLite store is created by the probe: one process at a time.)
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
     try:
-        mlflow.tracking.MlflowClient(uri).search_experiments(max_results=1)
+        with sqlite_setup_lock(uri):
+            mlflow.tracking.MlflowClient(uri).search_experiments(max_results=1)
     except (MlflowException, OSError, Exception) as err:  # noqa: BLE001 - report any failure clearly
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(f"tracking.tracking_uri: cannot reach MLflow tracking store {uri!r}: {first}") from None

@@ -25,6 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments.cli import RunFailure, UserError, user_errors
+from experiments.locks import claim_sqlite_study, sqlite_setup_lock
 from experiments.memory import MemoryBudgetError
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.signals import interruption_reason
@@ -191,14 +192,15 @@ class SweeperImpl:
         if not c.setup_only and hasattr(self.launcher, "warm_up"):
             data = {"data": OmegaConf.to_container(base.data, resolve=True), "batch_size": base.trainer.batch_size}
             self.launcher.warm_up(tracking.tracking_uri if tracking.enabled else None, c.storage, data)
-        study = optuna.create_study(
-            study_name=c.study_name,
-            storage=storage,
-            sampler=st.make_sampler(c.sampler, _grid_space(params)),
-            pruner=st.make_pruner(c.pruner),
-            directions=directions,
-            load_if_exists=True,
-        )
+        with sqlite_setup_lock(c.storage):  # two sweeps creating the same new study at once
+            study = optuna.create_study(
+                study_name=c.study_name,
+                storage=storage,
+                sampler=st.make_sampler(c.sampler, _grid_space(params)),
+                pruner=st.make_pruner(c.pruner),
+                directions=directions,
+                load_if_exists=True,
+            )
         if [d.name.lower() for d in study.directions] != directions:
             raise SpecError(
                 "hydra.sweeper.direction", directions,
@@ -365,6 +367,13 @@ class SweeperImpl:
         """SQLite cannot be shared safely by several workers: say so if another one is live."""
         if not st.is_sqlite(self.conf.storage) or self.conf.allow_sqlite_parallel:
             return
+        if not claim_sqlite_study(self.conf.storage, self.conf.study_name):
+            log.warning(
+                "another sweep is running study %r on this SQLite file: SQLite is unsafe with several workers "
+                "(database locks, queued trials handed out twice); stop one of them, or use PostgreSQL.",
+                self.conf.study_name,
+            )
+            return
         live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if live:
             log.warning(
@@ -383,9 +392,13 @@ class SweeperImpl:
     def _storage(self):
         c = self.conf
         try:
-            storage = st.make_storage(
-                c.storage, heartbeat_interval=c.heartbeat_interval, grace_period=c.grace_period, max_retry=c.max_retry
-            )
+            with sqlite_setup_lock(c.storage):  # a new SQLite file: its tables are created once
+                storage = st.make_storage(
+                    c.storage,
+                    heartbeat_interval=c.heartbeat_interval,
+                    grace_period=c.grace_period,
+                    max_retry=c.max_retry,
+                )
         except Exception as err:  # noqa: BLE001 - unreachable server, bad URL, missing driver
             raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
         return storage
