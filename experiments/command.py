@@ -7,6 +7,7 @@
     resnet-blocks evaluate MODEL [overrides]   a logged model on a test split
     resnet-blocks finalize --study NAME ...    retrain a study's top trials with seeds, ship the winner
     resnet-blocks report --study NAME ...      a study's HTML report
+    resnet-blocks cleanup [--tracking-uri URI]  end runs left RUNNING by dead processes
 
 Each subcommand takes the arguments (and ``--help``) of its ``python -m experiments.*`` module;
 Hydra overrides pass through unchanged.
@@ -24,6 +25,7 @@ COMMANDS = {
     "evaluate": "evaluate a logged model on a test split",
     "finalize": "retrain a study's top trials with several seeds and ship the winner",
     "report": "write a study's HTML report",
+    "cleanup": "mark KILLED the runs left RUNNING by processes that are gone",
 }
 
 
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from experiments import finalize
 
         return finalize.main(rest)
+    if command == "cleanup":
+        from experiments import cleanup
+
+        return cleanup.main(rest)
     from experiments.cli import user_errors
     from experiments.sweep import report
 

@@ -133,13 +133,16 @@ def dry_build(spec: ResNetSpec) -> ModelCost:
 
 
 def _tracker(cfg: DictConfig):
-    from experiments.tracking import NullTracker, RunTracker, check_tracking_uri
+    from experiments.tracking import NullTracker, RunTracker, check_tracking_uri, reap_dead_runs
 
     if not cfg.tracking.enabled:
         return NullTracker()
     if cfg.trial.number is None:  # a sweep's jobs: the sweeper checked the store already
         check_tracking_uri(cfg.tracking.tracking_uri)
-    return RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name)
+        reaped = reap_dead_runs(cfg.tracking.tracking_uri)
+        if reaped:
+            log.warning("marked KILLED %d run(s) left RUNNING by processes that are gone: %s", len(reaped), reaped)
+    return RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name, retry_s=cfg.tracking.retry_s)
 
 
 def run_task(

@@ -11,6 +11,8 @@ import functools
 import json
 import logging
 import os
+import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from typing import Any
 
 import keras
 
+from experiments.cli import RunFailure
 from experiments.locks import sqlite_setup_lock
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics
 from experiments.signals import interruption_reason
@@ -117,13 +120,134 @@ def get_or_create_experiment(name: str) -> str:
         return exp.experiment_id
 
 
-class RunTracker:
-    """One MLflow run. Use :meth:`open` as a context manager."""
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: a run left RUNNING by a process that is gone is marked KILLED
+    by the next command on this host (:func:`reap_dead_runs`)."""
+    return {
+        "process.host": socket.gethostname(),
+        "process.pid": str(os.getpid()),
+        "process.start": _start_time(os.getpid()),
+    }
 
-    def __init__(self, tracking_uri: str, experiment_name: str):
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ('' where unknown): with the pid, it
+    tells a live process from a later one that reused the pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_gone(pid: str, start: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return bool(start) and _start_time(int(pid)) not in ("", start)
+
+
+def reap_dead_runs(tracking_uri: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process (on this host) is gone; return their ids."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    host = socket.gethostname()
+    ids = [e.experiment_id for e in client.search_experiments()]
+    if not ids:
+        return []
+    runs = client.search_runs(
+        ids, filter_string=f"attributes.status = 'RUNNING' and tags.`process.host` = '{host}'", max_results=5000
+    )
+    reaped = []
+    for run in runs:
+        pid, start = run.data.tags.get("process.pid", ""), run.data.tags.get("process.start", "")
+        if pid and _process_gone(pid, start):
+            client.set_tag(
+                run.info.run_id, "failure_reason", f"its process {pid} on {host} ended without ending the run"
+            )
+            client.set_terminated(run.info.run_id, status="KILLED")
+            reaped.append(run.info.run_id)
+    return reaped
+
+
+class StoreLost(RunFailure):
+    """The tracking store stopped answering during a run; what the run produced is kept locally."""
+
+
+def is_store_failure(err: BaseException) -> bool:
+    """Whether ``err`` says the store is unreachable or unwritable (not that it refused a value)."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(err, MlflowException):
+        message = str(err)
+        return err.error_code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR") and (
+            message.startswith("API request to") or "OperationalError" in message or "database" in message.lower()
+        )
+    import requests
+    import sqlalchemy
+
+    return isinstance(err, (requests.exceptions.RequestException, sqlalchemy.exc.OperationalError, ConnectionError))
+
+
+def http_retries(uri: str, retry_s: float) -> None:
+    """Bound MLflow's HTTP retries to about ``retry_s`` seconds per request (its defaults retry
+    for minutes): 3 attempts of ``retry_s / 4`` each with back-offs of 1 and 2 s. Process-wide
+    (MLflow reads these variables per request); only for http(s) stores."""
+    if uri.startswith(("http://", "https://")):
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(retry_s / 4)))
+
+
+def local_output_dir(run_id: str | None) -> Path:
+    """Where a run keeps its local record: Hydra's output directory for the run (or job), else
+    ``outputs/runs/<run id>``."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # noqa: BLE001 - not inside a Hydra app (finalize, evaluate, the API)
+        return Path("outputs") / "runs" / (run_id or "unknown")
+
+
+class LocalRecord:
+    """A run's record on local disk, beside the tracking store: its config and every metric as
+    logged (``metrics.jsonl``), and its model when the store could not take it."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def write_text(self, name: str, text: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / name).write_text(text)
+
+    def append_metrics(self, metrics: Mapping[str, float], step: int | None) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(
+            {"time": round(time.time(), 3), "step": step or 0, **{k: float(v) for k, v in metrics.items()}}
+        )
+        with (self.dir / "metrics.jsonl").open("a") as f:
+            f.write(line + "\n")
+
+
+class RunTracker:
+    """One MLflow run. Use :meth:`open` as a context manager.
+
+    When the store stops answering (a server gone, a database unwritable) the run goes on:
+    after bounded retries the tracker records locally only, and when the run ends it raises
+    :class:`StoreLost`, naming ``tracking.tracking_uri`` and the local directory that holds the
+    config, every metric and the model."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
+        self.retry_s = retry_s
         self.run_id: str | None = None
+        self.lost: BaseException | None = None  # the store's failure, once it failed
+        self.local: LocalRecord | None = None
         self._background: _BackgroundMetrics | None = None  # per-epoch metrics being written
 
     @contextmanager
@@ -145,9 +269,13 @@ class RunTracker:
 
         for var in _INHERITED_ENV:
             os.environ.pop(var, None)
+        http_retries(self.tracking_uri, self.retry_s)
+        # MLflow's SQL store logs every database error with a full traceback before raising it;
+        # a failing store is reported here, once, in one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         mlflow.set_tracking_uri(self.tracking_uri)
         experiment_id = get_or_create_experiment(self.experiment_name)
-        all_tags = {**package_versions(), **(tags or {})}
+        all_tags = {**package_versions(), **process_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
             all_tags["git_commit"] = commit
@@ -161,27 +289,64 @@ class RunTracker:
             tags=all_tags,
         )
         self.run_id = run.info.run_id
+        self.lost = None
+        self.local = LocalRecord(local_output_dir(self.run_id))
         self._background = None
         try:
             yield self
             self._drain()  # a metric the store refused fails the run, as when logged directly
         except ended_ok as err:
             self._drain(quiet=True)
-            mlflow.set_tag("stopped_early", str(err) or type(err).__name__)
-            mlflow.end_run(status="FINISHED")
+            self._end("FINISHED", tag=("stopped_early", str(err) or type(err).__name__))
             raise
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
             self._drain(quiet=True)
-            mlflow.set_tag("failure_reason", interruption_reason(err))
-            mlflow.end_run(status="KILLED")
+            self._end("KILLED", tag=("failure_reason", interruption_reason(err)))
             raise
         except BaseException as err:
             self._drain(quiet=True)
-            mlflow.set_tag("failure_reason", f"{type(err).__name__}: {err}"[:5000])
-            mlflow.end_run(status="FAILED")
+            self._end("FAILED", tag=("failure_reason", f"{type(err).__name__}: {err}"[:5000]))
             raise
         else:
-            mlflow.end_run(status="FINISHED")
+            self._end("FINISHED")
+        if self.lost is not None:
+            text = str(self.lost).strip()
+            first = text.splitlines()[0][:300] if text else type(self.lost).__name__
+            raise StoreLost(
+                f"tracking.tracking_uri: the MLflow tracking store {self.tracking_uri!r} failed during run "
+                f"{self.run_id} ({first}); the run finished and its config, metrics and model are in "
+                f"{self.local.dir.resolve()}"
+            )
+
+    def _end(self, status: str, tag: tuple[str, str] | None = None) -> None:
+        import mlflow
+
+        if tag is not None:
+            self._remote(mlflow.set_tag, *tag)
+        self._remote(mlflow.end_run, status=status)  # (MLflow forgets the active run first, even if this fails)
+
+    def _remote(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` against the store, unless it was lost; a store failure marks
+        it lost (and is logged once) instead of failing the run."""
+        if self.lost is not None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_store_failure(err):
+                raise
+            self._store_lost(err)
+            return None
+
+    def _store_lost(self, err: BaseException) -> None:
+        if self.lost is None:
+            self.lost = err
+            text = str(err).strip()
+            log.warning(
+                "tracking.tracking_uri: MLflow tracking store %r failed (%s); this run goes on and records in %s",
+                self.tracking_uri, text.splitlines()[0][:200] if text else type(err).__name__,
+                self.local.dir if self.local else "?",
+            )  # fmt: skip
 
     def _drain(self, *, quiet: bool = False) -> None:
         """Wait until the metrics logged in the background are in the store."""
@@ -201,41 +366,51 @@ class RunTracker:
     def log_config(self, container: Mapping[str, Any], yaml_text: str) -> None:
         import mlflow
 
+        self.local.write_text("config.yaml", yaml_text)
         params = flatten(container)
         items = list(params.items())
         for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
-            mlflow.log_params(dict(items[i : i + 100]))
-        mlflow.log_text(yaml_text, "config.yaml")
+            self._remote(mlflow.log_params, dict(items[i : i + 100]))
+        self._remote(mlflow.log_text, yaml_text, "config.yaml")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, *, background: bool = False) -> None:
         """Log ``metrics`` now, or with ``background`` from a thread, in order, so that training
         does not wait for the store (a write to SQLite takes ~7 ms, at every epoch of every
-        trial). Each metric keeps the time of this call; the run waits for them before it ends."""
+        trial). Each metric keeps the time of this call; the run waits for them before it ends.
+        Every metric is also appended to the run's local ``metrics.jsonl``."""
+        self.local.append_metrics(metrics, step)
+        if self.lost is not None:
+            return
         if background:
             if self._background is None:
-                self._background = _BackgroundMetrics(self.tracking_uri, self.run_id)
+                self._background = _BackgroundMetrics(self.tracking_uri, self.run_id, on_lost=self._store_lost)
             self._background.put(metrics, step)
             return
         import mlflow
 
         self._drain()  # keep the order of the writes (and one writer at a time)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        self._remote(mlflow.log_metrics, {k: float(v) for k, v in metrics.items()}, step=step)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         import mlflow
 
         self._drain()
-        mlflow.set_tags({k: str(v) for k, v in tags.items()})
+        self._remote(mlflow.set_tags, {k: str(v) for k, v in tags.items()})
 
     def log_text(self, text: str, artifact_file: str) -> None:
         import mlflow
 
-        mlflow.log_text(text, artifact_file)
+        self._remote(mlflow.log_text, text, artifact_file)
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         import mlflow
 
-        mlflow.log_dict(dict(data), artifact_file)
+        self._remote(mlflow.log_dict, dict(data), artifact_file)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import mlflow
+
+        self._remote(mlflow.log_artifact, str(path), artifact_path)
 
     def log_dataset(self, data) -> None:
         """Log the run's data as an MLflow dataset input: its origin, a digest of its splits'
@@ -253,12 +428,9 @@ class RunTracker:
         name = f"{data.source} " + "/".join(str(v) for v in sizes.values())
         tags = {f"{k}_images": str(v) for k, v in sizes.items()}
         tags["classes"] = ",".join(data.class_names)[:5000]
-        mlflow.log_input(MetaDataset(source, name=name, digest=data.digest), context="training", tags=tags)
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        import mlflow
-
-        mlflow.log_artifact(str(path), artifact_path)
+        self._remote(
+            mlflow.log_input, MetaDataset(source, name=name, digest=data.digest), context="training", tags=tags
+        )
 
     def log_model(
         self, model, example_input, *, metadata: Mapping[str, Any], registered_name: str | None = None
@@ -266,7 +438,8 @@ class RunTracker:
         """Log ``model`` (a serving model of standard Keras layers) as an MLflow Model named
         ``model``: keras flavour (``.keras`` file) and pyfunc, with its signature and input
         example (raw uint8 images); register it as a new version of ``registered_name`` if
-        given. Returns the model's URI (``runs:/<run id>/model``)."""
+        given. Returns the model's URI (``runs:/<run id>/model``), or, when the store is lost,
+        the local folder it was saved to instead (``mlflow.pyfunc.load_model`` takes either)."""
         import mlflow
         import mlflow.keras
         from mlflow.models import infer_signature
@@ -278,20 +451,25 @@ class RunTracker:
         # Pinned requirements given, not inferred: inferring them loads the model again in a
         # fresh interpreter that imports TensorFlow (seconds per run).
         requirements = [f"{pkg}=={version(pkg)}" for pkg in ("keras", "tensorflow", "mlflow") if _installed(pkg)]
+        options = {"signature": signature, "input_example": example, "pip_requirements": requirements,
+                   "metadata": dict(metadata)}  # fmt: skip
         with _quiet_mlflow_model_logging():
-            mlflow.models.Model.log(
+            logged = self._remote(
+                mlflow.models.Model.log,
                 artifact_path=None,
                 flavor=_KerasFlavour,
                 model=model,
                 name="model",
-                signature=signature,
-                input_example=example,
-                pip_requirements=requirements,
-                metadata=dict(metadata),
                 registered_model_name=registered_name,
                 validate_serving_input=False,  # (reloads the model to predict the example: our tests do that)
+                **options,
             )
-        return f"runs:/{self.run_id}/model"
+            if logged is not None:
+                return f"runs:/{self.run_id}/model"
+            path = self.local.dir / "model"  # the store is gone: the model is kept here
+            shutil.rmtree(path, ignore_errors=True)
+            _KerasFlavour.save_model(path=str(path), model=model, **options)
+        return str(path.resolve())
 
 
 class _KerasFlavour:
@@ -337,20 +515,32 @@ class _BackgroundMetrics:
     """One run's metrics, written by a background thread in the order they were logged
     (held while the training thread is between epochs: see :mod:`experiments.background`)."""
 
-    def __init__(self, tracking_uri: str, run_id: str):
+    def __init__(self, tracking_uri: str, run_id: str, on_lost=None):
         from mlflow.tracking import MlflowClient
 
         from experiments.background import OrderedWriter
 
         self._client, self._run_id = MlflowClient(tracking_uri), run_id
         self._writer = OrderedWriter("mlflow-metrics")
+        self._on_lost, self._lost = on_lost, False  # a store failure: reported, later writes skipped
 
     def put(self, metrics: Mapping[str, float], step: int | None) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)  # the time of the call, not of the write
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self._writer.submit(lambda: self._client.log_batch(self._run_id, metrics=batch))
+        self._writer.submit(self._write, batch)
+
+    def _write(self, batch) -> None:
+        if self._lost:
+            return
+        try:
+            self._client.log_batch(self._run_id, metrics=batch)
+        except Exception as err:
+            if self._on_lost is None or not is_store_failure(err):
+                raise  # a refused metric fails the run
+            self._lost = True
+            self._on_lost(err)
 
     def close(self) -> None:
         """Wait for every metric put so far; raise the store's error, if any."""

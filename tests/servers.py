@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,7 +28,7 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, wo
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
          "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),
          "--workers", str(workers)],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its workers stop with it
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
@@ -43,6 +45,7 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, wo
             raise RuntimeError(f"mlflow server did not start: {log_path.read_text()[-3000:]}")
         yield url
     finally:
-        proc.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()

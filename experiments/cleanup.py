@@ -1,0 +1,38 @@
+"""``python -m experiments.cleanup [--tracking-uri URI]``: end runs whose process is gone.
+
+A run whose process died (kill -9, a lost machine, a full disk) stays RUNNING in MLflow. Every
+run records its host, pid and the process's start time; this marks KILLED, with a reason,
+the RUNNING runs of this host whose process no longer exists. ``experiments.run`` does the
+same before each run; sweeps reconcile their own trials through their heartbeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from experiments.cli import user_errors
+
+
+@user_errors
+def main(argv: list[str] | None = None) -> int:
+    from experiments.tracking import check_tracking_uri, reap_dead_runs
+
+    p = argparse.ArgumentParser(prog="python -m experiments.cleanup", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--tracking-uri",
+        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        help="the MLflow tracking store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
+    args = p.parse_args(argv)
+    check_tracking_uri(args.tracking_uri)
+    reaped = reap_dead_runs(args.tracking_uri)
+    for run_id in reaped:
+        print(f"marked KILLED: run {run_id} (its process is gone)")
+    print(f"{len(reaped)} run(s) ended" if reaped else "no run left RUNNING by a process that is gone")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

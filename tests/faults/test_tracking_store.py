@@ -1,0 +1,127 @@
+"""A tracking store that goes away never costs the result: the server stopped mid-run, the
+database made unwritable mid-run, a process killed with its run RUNNING."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import mlflow.pyfunc
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.servers import mlflow_server
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["model.depths=[1,1,1]", "model.widths=[8,8,16]", "model.stem_width=8", "trainer.batch_size=128",
+        "trainer.verbose=0"]  # fmt: skip
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("MLFLOW_RUN_ID", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def _epochs(store_uri: str) -> int:
+    client = MlflowClient(store_uri)
+    exp = client.get_experiment_by_name("resnet-blocks")
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return len(client.get_metric_history(runs[0].info.run_id, "val/accuracy")) if runs else 0
+
+
+def _start_run(tmp_path: Path, tracking_uri: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", *TINY, f"tracking.tracking_uri={tracking_uri}",
+         f"hydra.run.dir={tmp_path / 'out'}", *extra],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_epochs(store_uri: str, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while _epochs(store_uri) < n:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the run did not log its epochs in time"
+        time.sleep(0.3)
+
+
+def _assert_result_kept(tmp_path: Path, err: str, tracking_uri: str, epochs: int) -> None:
+    out = tmp_path / "out"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: tracking.tracking_uri: the MLflow tracking store {tracking_uri!r} failed")
+    assert str(out.resolve()) in last
+    assert len(err.strip().splitlines()) < 15, err  # no traceback
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(x["step"] for x in lines if "val/accuracy" in x) == list(range(1, epochs + 1))
+    assert (out / "config.yaml").exists()
+    model = mlflow.pyfunc.load_model(str(out / "model"))
+    from sklearn.datasets import load_digits
+
+    images = (load_digits().images[:20, ..., None] * (255 / 16)).round().astype("uint8")
+    assert model.predict(images).shape == (20, 10)
+
+
+def test_the_tracking_server_stopping_mid_run_keeps_the_result(tmp_path):
+    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    with ExitStack() as stack:
+        url = stack.enter_context(mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log"))
+        proc = _start_run(tmp_path, url, "trainer.epochs=40", "tracking.retry_s=8")
+        _wait_epochs(backend, 3, proc)
+    stopped = time.monotonic()  # the server is gone
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert time.monotonic() - stopped < 120  # bounded retries, not minutes of them
+    _assert_result_kept(tmp_path, err, url, 40)
+
+
+def test_an_unwritable_store_mid_run_keeps_the_result(tmp_path):
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr (e2fsprogs) is not installed: cannot make the store immutable")
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    proc = _start_run(tmp_path, uri, "trainer.epochs=30")
+    try:
+        _wait_epochs(uri, 3, proc)
+        subprocess.run(["chattr", "+i", str(db)], check=True)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=False)
+    assert proc.returncode == 1, err[-3000:]
+    _assert_result_kept(tmp_path, err, uri, 30)
+
+
+def test_a_run_left_running_by_a_dead_process_is_ended_by_the_next_command(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = _start_run(tmp_path, uri, "trainer.epochs=400", "tracking.log_model=false")
+    _wait_epochs(uri, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("resnet-blocks").experiment_id])
+    assert run.info.status == "RUNNING" and run.data.tags["process.pid"] == str(proc.pid)
+    out = subprocess.run([sys.executable, "-m", "experiments.cleanup", "--tracking-uri", uri], cwd=tmp_path,
+                         env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"marked KILLED: run {run.info.run_id}" in out.stdout
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED" and f"its process {proc.pid}" in run.data.tags["failure_reason"]
+
+
+def test_runs_of_live_processes_are_left_alone(tmp_path, make_cfg, mlflow_client, tracking_uri):
+    """The next command reaps only runs whose process is gone: this process's own run stays."""
+    from experiments.tracking import RunTracker, reap_dead_runs
+
+    with RunTracker(tracking_uri, "resnet-blocks").open(run_name="live") as tr:
+        assert reap_dead_runs(tracking_uri) == []
+        assert mlflow_client.get_run(tr.run_id).info.status == "RUNNING"
+    assert mlflow_client.get_run(tr.run_id).info.status == "FINISHED"
