@@ -36,9 +36,13 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _hydra_app(prog: str, main, args: list[str]) -> int:
-    sys.argv = [prog, *args]  # Hydra reads its overrides from the command line
-    main()
+def _hydra_app(module: str, args: list[str]) -> int:
+    """Run a Hydra app module as ``python -m`` does: Hydra finds ``conf/`` relative to the
+    file of ``__main__``, and reads its overrides from ``sys.argv``."""
+    import runpy
+
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
     return 0
 
 
@@ -52,20 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown command {command!r}; allowed: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if command == "run":
-        from experiments import run
-
-        return _hydra_app("resnet-blocks run", run.main, rest)
+        return _hydra_app("experiments.run", rest)
     if command == "sweep":
         if not rest or rest[0].startswith("-") or "=" in rest[0]:
             print("usage: resnet-blocks sweep NAME [overrides]  (NAME: a config in conf/sweep/, e.g. quick)")
             return 0 if rest and rest[0] in ("-h", "--help") else 2
-        from experiments import run
-
-        return _hydra_app("resnet-blocks sweep", run.main, [f"+sweep={rest[0]}", *rest[1:]])
+        return _hydra_app("experiments.run", [f"+sweep={rest[0]}", *rest[1:]])
     if command == "describe":
-        from experiments import describe
-
-        return _hydra_app("resnet-blocks describe", describe.main, rest)
+        return _hydra_app("experiments.describe", rest)
     if command == "blocks":
         from experiments import blocks
 
