@@ -13,7 +13,7 @@ import os
 
 from resnet_blocks import ModelCost, SpecError
 
-DEFAULT_SHARE = 0.8  # of the memory available when the run starts
+DEFAULT_SHARE = 0.8  # of the memory available when the run starts (the GPUs' where training uses them)
 OPTIMIZER_SLOTS = {"sgd": 1, "adamw": 2}  # per weight: momentum; first and second moments
 
 
@@ -31,7 +31,39 @@ class MemoryBudgetError(SpecError):
         self.excess = estimate_gb / limit_gb - 1.0
 
 
-def available_gb() -> float | None:
+def gpu_free_gb() -> float | None:
+    """The least free memory of the GPUs TensorFlow trains on (``nvidia-smi``), None without GPUs."""
+    import shutil
+    import subprocess
+
+    if not _visible_gpus() or shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout  # fmt: skip
+        return min(float(v) for v in out.split()) / 1024  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+
+
+def _visible_gpus() -> int:
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def available_gb() -> tuple[float | None, str]:
+    """Memory available to the model's training: the GPUs' free memory where TensorFlow trains
+    on GPUs, else the host's (Linux ``MemAvailable``); None where unknown; and which it is."""
+    gpu = gpu_free_gb()
+    if gpu is not None:
+        return gpu, "GPU memory free"
+    return host_available_gb(), "memory available"
+
+
+def host_available_gb() -> float | None:
     """Memory available to new allocations (Linux ``MemAvailable``), None where unknown."""
     try:
         with open("/proc/meminfo") as f:
@@ -60,10 +92,10 @@ def check_training_memory(cost: ModelCost, trainer) -> None:
     """Raise :class:`MemoryBudgetError` when ``cost`` cannot be trained within the limit."""
     limit, how = trainer.max_memory_gb, "trainer.max_memory_gb"
     if limit is None:
-        available = available_gb()
+        available, kind = available_gb()
         if available is None:
             return
-        limit, how = DEFAULT_SHARE * available, f"{DEFAULT_SHARE:.0%} of the {available:.1f} GB available"
+        limit, how = DEFAULT_SHARE * available, f"{DEFAULT_SHARE:.0%} of the {available:.1f} GB of {kind}"
     estimate = training_memory_gb(cost, trainer)
     if estimate > limit:
         raise MemoryBudgetError(estimate, limit, how)

@@ -3,6 +3,7 @@ in seconds, without allocating its weights; in a sweep it is a constraint reject
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import sys
@@ -63,3 +64,19 @@ def test_in_a_sweep_a_model_over_the_limit_is_a_constraint_rejection(tmp_path, l
         assert (
             t.constraints["budget"] > 0 and not t.intermediate_values
         )  # the sampler learns to avoid it; never trained
+
+
+def test_on_gpus_the_default_limit_is_their_free_memory(make_cfg, tmp_path, monkeypatch):
+    """Where TensorFlow trains on GPUs, the default limit is 80% of the least free GPU memory
+    (nvidia-smi's figure), not the host's memory."""
+    import experiments.memory as memory
+
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 1024\necho 2048\n")  # MiB free on two GPUs
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(memory, "_visible_gpus", lambda: 2)
+    assert memory.available_gb() == (1.0, "GPU memory free")
+    cfg = make_cfg("model.depths=[3,3,3]", "model.widths=[64,128,256]", "trainer.batch_size=4096")
+    with pytest.raises(MemoryBudgetError, match="80% of the 1.0 GB of GPU memory free"):
+        plan_run(cfg)
