@@ -8,7 +8,7 @@ validation). Then, each step in its own process with shared Optuna and MLflow st
 1. a sweep of the shared benchmark space (``benchmarks/conf/sweep/bench_keras_tuner.yaml``: per-stage
    depths, widths, stride schedule, block) with a fixed epoch budget and a MACs constraint
    (``--max-macs``: what the shipped model may cost);
-2. ``python -m experiments.finalize`` of its top-k trials x seeds at the final budget;
+2. ``python -m experiments.sweep.finalize`` of its top-k trials x seeds at the final budget;
 3. ``cifar_resnet20`` x the same seeds at the same final budget, same data and trainer.
 
 Prints the commands, wall times and test accuracy mean ± std of the winner, of every
@@ -92,7 +92,7 @@ def run(args, work: Path) -> dict:
         f"trainer.epochs={args.epochs_per_trial}", *data, *common,
     ]  # fmt: skip
     final = [
-        *py, "experiments.finalize", "--study", "ship", "--storage", storage, "--top-k", str(args.top_k),
+        *py, "experiments.sweep.finalize", "--study", "ship", "--storage", storage, "--top-k", str(args.top_k),
         "--seeds", str(args.seeds), f"trainer.epochs={args.final_epochs}", *common,
     ]  # fmt: skip
     # The baseline gets the trainer settings the sweep's trials (and so the finalized runs) use.

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return evaluate.main(rest)
     if command == "finalize":
-        from experiments import finalize
+        from experiments.sweep import finalize
 
         return finalize.main(rest)
     if command == "cleanup":

@@ -120,7 +120,7 @@ def _run_data_overrides(run_id: str | None, tracking_uri: str) -> list[str]:
     import mlflow
     from omegaconf import OmegaConf
 
-    from experiments.sweep.space import format_override
+    from experiments.overrides import format_override
 
     try:
         text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")

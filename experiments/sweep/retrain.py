@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.sweep.space import format_override
+from experiments.overrides import format_override
 
 KEPT_GROUPS = ("model", "data", "trainer")  # what an overlay may say about the trial's model, data, training
 BUDGET_KEYS = ("trainer.epochs", "trainer.steps_per_epoch", "tracking.log_model")  # a trial's, not a final run's

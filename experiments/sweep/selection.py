@@ -77,6 +77,6 @@ def separation_warning(ranked: Sequence[tuple[int, float]], n: int, z: float = Z
     listed = ", ".join(shown[:-1]) + " and " + shown[-1]
     return (
         f"validation split too small to separate the top trials: {listed} are within noise "
-        f"(n_val={n}); finalize the top trials with several seeds (python -m experiments.finalize) "
+        f"(n_val={n}); finalize the top trials with several seeds (python -m experiments.sweep.finalize) "
         "or use a larger data.validation_split"
     )

@@ -28,11 +28,12 @@ from experiments.cli import RunFailure, UserError, user_errors
 from experiments.locks import claim_sqlite_study, sqlite_setup_lock
 from experiments.memory import MemoryBudgetError
 from experiments.metrics import EPOCH_METRICS, direction
+from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.config import SweeperConf
 from experiments.sweep.progress import Progress
-from experiments.sweep.space import Param, format_override, parse_param, parse_space, sample
+from experiments.sweep.space import Param, parse_param, parse_space, sample
 from resnet_blocks import SpecError
 
 log = logging.getLogger("experiments.sweep")

@@ -13,7 +13,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from experiments import evaluate, finalize
+from experiments import evaluate
+from experiments.sweep import finalize
 from experiments.sweep.retrain import config_composer, retrain_command, retrain_overrides
 from tests.experiments.conftest import CONF, REPO, runs_of
 from tests.experiments.test_run import _write_jpegs

@@ -95,7 +95,7 @@ def test_separation_warning_names_the_tied_trials_and_what_to_do():
     assert separation_warning([(3, 0.912), (7, 0.905)], 360) == (
         "validation split too small to separate the top trials: t03 0.912 ± 0.015 and t07 0.905 ± 0.015 "
         "are within noise (n_val=360); finalize the top trials with several seeds "
-        "(python -m experiments.finalize) or use a larger data.validation_split"
+        "(python -m experiments.sweep.finalize) or use a larger data.validation_split"
     )
     assert separation_warning(RANKED, 10_000) is None
     assert separation_warning(RANKED[:1], 100) is None

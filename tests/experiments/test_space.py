@@ -8,7 +8,8 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from experiments.sweep.space import format_override, parse_param, sample
+from experiments.overrides import format_override
+from experiments.sweep.space import parse_param, sample
 from resnet_blocks import SpecError
 
 

@@ -1,4 +1,4 @@
-"""``python -m experiments.finalize --study NAME --storage URL [--top-k 3] [--seeds 3] [overrides]``
+"""``python -m experiments.sweep.finalize --study NAME --storage URL [--top-k 3] [--seeds 3] [overrides]``
 
 A sweep ranks architectures from short trials, one seed each, on a validation split that is
 often too small to separate them. Finalizing retrains the study's top-k distinct trials with
@@ -22,8 +22,8 @@ from pathlib import Path
 
 from experiments.cli import UserError, quiet_tensorflow, user_errors
 
-log = logging.getLogger("experiments.finalize")
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+log = logging.getLogger("experiments.sweep.finalize")
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 RANK_METRIC = "val/accuracy"  # of the final model: the one that is shipped
 
 
@@ -236,7 +236,7 @@ def format_table(ranked: list[Candidate], winner: dict) -> str:
 
 def parse_args(argv: list[str] | None):
     p = argparse.ArgumentParser(
-        prog="python -m experiments.finalize",
+        prog="python -m experiments.sweep.finalize",
         description="Retrain a study's top trials with the full budget and several seeds; rank them; ship the winner.",
         epilog="Overrides (Hydra's, e.g. trainer.epochs=30 data.test_split=0.1) apply to every run after the trial's own.",
     )
