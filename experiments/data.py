@@ -187,12 +187,7 @@ def _preprocessing(cfg, raw_shape, shape, train_pixels) -> Preprocessing:
 
 def _hold_out(x, y, fraction: float):
     """A fixed, stratified test part of ``(x, y)`` (seed :data:`TEST_SEED`): the rest, the test."""
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and len(y) * fraction >= len(counts) else None
-    xr, xs, yr, ys = train_test_split(x, y, test_size=fraction, random_state=TEST_SEED, stratify=stratify)
-    return (xr, yr), (xs, ys)
+    return _stratified_split(x, y, fraction, TEST_SEED)
 
 
 def _digits():
@@ -258,12 +253,18 @@ def _subsample(x, y, cfg):
 
 def _split(x, y, cfg):
     """Deterministic (seeded), stratified train/validation split."""
+    return _stratified_split(x, y, cfg.validation_split, cfg.seed)
+
+
+def _stratified_split(x, y, fraction: float, seed: int):
+    """``(rest, part)``: ``fraction`` of ``(x, y)`` split off, stratified by label where every
+    class has 2+ images and the part can hold one of each."""
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and len(y) * cfg.validation_split >= len(counts) else None
-    xt, xv, yt, yv = train_test_split(x, y, test_size=cfg.validation_split, random_state=cfg.seed, stratify=stratify)
-    return (xt, yt), (xv, yv)
+    stratify = y if counts[counts > 0].min() >= 2 and len(y) * fraction >= len(counts) else None
+    xr, xp, yr, yp = train_test_split(x, y, test_size=fraction, random_state=seed, stratify=stratify)
+    return (xr, yr), (xp, yp)
 
 
 def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

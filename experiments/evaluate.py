@@ -24,7 +24,6 @@ import numpy as np
 from experiments.cli import UserError, quiet_tensorflow, user_errors
 
 log = logging.getLogger("experiments.evaluate")
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 SPLITS = ("test", "val")
 
 
@@ -133,12 +132,9 @@ def _run_data_overrides(run_id: str | None, tracking_uri: str) -> list[str]:
 
 
 def compose_config(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from experiments.overrides import CONF_DIR, config_composer
 
-    import experiments.config  # noqa: F401 - schemas and resolvers
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    return config_composer(str(CONF_DIR))(overrides)
 
 
 def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> tuple[Evaluation, str | None]:

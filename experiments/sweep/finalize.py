@@ -23,7 +23,6 @@ from pathlib import Path
 from experiments.cli import UserError, quiet_tensorflow, user_errors
 
 log = logging.getLogger("experiments.sweep.finalize")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 RANK_METRIC = "val/accuracy"  # of the final model: the one that is shipped
 
 
@@ -69,24 +68,9 @@ def top_trials(study, k: int) -> list:
     return chosen
 
 
-def _load_study(name: str, storage: str):
-    import optuna
-
-    from experiments.sweep.study import make_storage
-
-    try:
-        store = make_storage(storage)
-    except Exception as err:  # noqa: BLE001 - a bad URL or an unreachable server
-        raise UserError(f"--storage: cannot open {storage!r}: {str(err).splitlines()[0]}") from None
-    try:
-        return optuna.load_study(study_name=name, storage=store)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
-        raise UserError(f"--study: no study {name!r} in {storage}; studies there: {names}") from None
-
-
 def plan(study, args) -> tuple[list[Candidate], dict]:
     """Every run's config, composed and validated before anything trains."""
+    from experiments.overrides import CONF_DIR
     from experiments.run import arch_label, plan_run
     from experiments.sweep.retrain import config_composer, retrain_overrides
     from experiments.sweep.sweeper import OVERRIDES_ATTR
@@ -114,10 +98,10 @@ def finalize(args) -> tuple[list[Candidate], dict]:
 
     from experiments.run import run_task
     from experiments.signals import interruption_reason
-    from experiments.sweep.study import PARENT_RUN_ATTR
+    from experiments.sweep.study import PARENT_RUN_ATTR, load_study_or_error
     from experiments.tracking import StudyRuns, check_tracking_uri
 
-    study = _load_study(args.study, args.storage)
+    study = load_study_or_error(args.study, args.storage)
     candidates, configs = plan(study, args)
     first = next(iter(configs.values()))
     tracking = first.tracking

@@ -248,8 +248,6 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m experiments.sweep.report --storage URL --study NAME [-o report.html]``."""
     import argparse
 
-    import optuna
-
     p = argparse.ArgumentParser(prog="python -m experiments.sweep.report", description="Write a study's HTML report.")
     p.add_argument("--storage", required=True, help="the study's Optuna storage URL, e.g. sqlite:///optuna.db")
     p.add_argument("--study", required=True, help="the study name (hydra.sweeper.study_name)")
@@ -257,14 +255,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", default="report.html")
     p.add_argument("--config-dir", default=str(Path(__file__).resolve().parents[2] / "conf"))
     args = p.parse_args(argv)
-    from experiments.cli import UserError
     from experiments.sweep.retrain import config_composer
+    from experiments.sweep.study import load_study_or_error
 
-    try:
-        study = optuna.load_study(study_name=args.study, storage=args.storage)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(args.storage)]
-        raise UserError(f"--study: no study {args.study!r} in {args.storage}; studies there: {names}") from None
+    study = load_study_or_error(args.study, args.storage)
     objectives = study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
     compose = config_composer(args.config_dir, searchpath=study.user_attrs.get("searchpath") or ())
     summary = study_summary(study, list(objectives), compose)

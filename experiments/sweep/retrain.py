@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.overrides import format_override
+from experiments.overrides import config_composer, format_override  # noqa: F401 - config_composer: re-exported
 
 KEPT_GROUPS = ("model", "data", "trainer")  # what an overlay may say about the trial's model, data, training
 BUDGET_KEYS = ("trainer.epochs", "trainer.steps_per_epoch", "tracking.log_model")  # a trial's, not a final run's
@@ -62,24 +62,3 @@ def retrain_command(
     else:
         args = [*overrides, "hydra.mode=RUN"] if any(_is_overlay(o) for o in overrides) else list(overrides)
     return "python -m experiments.run " + " ".join(shlex.quote(a) for a in args)
-
-
-def config_composer(config_dir: str | None = None, config_name: str = "config", searchpath: Sequence[str] = ()):
-    """``compose(overrides)`` for :func:`retrain_overrides`: Hydra's compose API inside a
-    running Hydra app (``config_dir`` None), else from ``config_dir``; ``searchpath``: the
-    sweep's ``hydra.searchpath`` (where its overlay may live)."""
-    extra = [format_override("hydra.searchpath", list(searchpath))] if searchpath else []
-
-    def compose(overrides: list[str]) -> DictConfig:
-        overrides = [*extra, *overrides]
-        from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
-
-        import experiments.config  # noqa: F401 - registers the schemas
-
-        if config_dir is None:
-            return hydra_compose(config_name, overrides=list(overrides))
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            return hydra_compose(config_name, overrides=list(overrides))
-
-    return compose

@@ -154,6 +154,22 @@ def make_storage(
         return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
 
 
+def load_study_or_error(name: str, storage: str):
+    """The study ``name`` in ``storage`` (a URL); a UserError naming ``--storage`` or ``--study``
+    (with the studies there) for the command-line tools that take them."""
+    from experiments.cli import UserError
+
+    try:
+        store = make_storage(storage)
+    except Exception as err:  # noqa: BLE001 - a bad URL or an unreachable server
+        raise UserError(f"--storage: cannot open {storage!r}: {str(err).splitlines()[0]}") from None
+    try:
+        return optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(store)]
+        raise UserError(f"--study: no study {name!r} in {storage}; studies there: {names}") from None
+
+
 def retried_from(trial: FrozenTrial) -> int | None:
     """The number of the failed trial that ``trial`` retries, if any."""
     with quiet_experimental():

@@ -3,7 +3,6 @@ run or a sweep as Ctrl-C does: real processes, real stores, the signal really se
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,40 +14,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = ["model.depths=[1,1,1]", "model.widths=[8,8,16]", "model.stem_width=8", "trainer.batch_size=128",
-        "tracking.log_model=false", "trainer.verbose=0"]  # fmt: skip
+from tests.faults.processes import TINY, env, epochs_logged, runs, wait_for
+
 pytestmark = pytest.mark.slow
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_RUN_ID", None)
-    return env
-
-
-def _wait_for(condition, timeout: float, proc: subprocess.Popen, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"the process ended ({proc.returncode}) before {what}:\n{proc.communicate()[1][-3000:]}"
-            )
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
-def _runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("resnet-blocks")
-    return [] if exp is None else client.search_runs([exp.experiment_id])
-
-
-def _epochs_logged(uri: str) -> int:
-    runs = _runs(uri)
-    return len(MlflowClient(uri).get_metric_history(runs[0].info.run_id, "val/accuracy")) if runs else 0
 
 
 def _descendants(pid: int) -> set[int]:
@@ -76,15 +44,15 @@ def test_a_signal_ends_a_run_killed_with_its_metrics_flushed(tmp_path, sig):
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, "trainer.epochs=400", f"tracking.tracking_uri={uri}",
          f"hydra.run.dir={tmp_path / 'out'}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _wait_for(lambda: _epochs_logged(uri) >= 2, 180, proc, "two epochs were logged")
+    wait_for(lambda: epochs_logged(uri) >= 2, 180, proc, "two epochs were logged")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     name = signal.Signals(sig).name
     assert proc.returncode == 128 + sig
     assert err.strip().splitlines()[-1] == f"error: terminated by {name}; runs in progress ended KILLED"
-    (run,) = _runs(uri)
+    (run,) = runs(uri)
     assert run.info.status == "KILLED" and run.data.tags["failure_reason"] == f"terminated by {name}"
     epochs = MlflowClient(uri).get_metric_history(run.info.run_id, "val/accuracy")
     assert len(epochs) >= 2 and [m.step for m in epochs] == list(range(1, len(epochs) + 1))
@@ -104,7 +72,7 @@ with terminate_as_interrupt():
 
 
 def test_a_second_signal_exits_at_once(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLEANUP], cwd=tmp_path, env=_env(),
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLEANUP], cwd=tmp_path, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().strip() == "ready"
     proc.send_signal(signal.SIGTERM)
@@ -121,7 +89,7 @@ def test_sigterm_to_a_sweep_ends_its_trials_consistently_and_its_workers(tmp_pat
         [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, "trainer.epochs=400",
          "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
          f"tracking.tracking_uri={uri}"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
     def training() -> bool:
@@ -131,7 +99,7 @@ def test_sigterm_to_a_sweep_ends_its_trials_consistently_and_its_workers(tmp_pat
             return False
         return any(t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2 for t in study.trials)
 
-    _wait_for(training, 240, proc, "a trial trained two epochs")
+    wait_for(training, 240, proc, "a trial trained two epochs")
     workers = _descendants(proc.pid)
     assert workers  # the process launcher's fork server and workers
     proc.send_signal(signal.SIGTERM)
@@ -142,10 +110,10 @@ def test_sigterm_to_a_sweep_ends_its_trials_consistently_and_its_workers(tmp_pat
     assert not [t for t in study.trials if not t.state.is_finished()]
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
     assert interrupted and all(t.user_attrs["fail_reason"] == "terminated by SIGTERM" for t in interrupted)
-    runs = _runs(uri)
-    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    recorded = runs(uri)
+    (parent,) = [r for r in recorded if r.data.tags.get("sweep.role") == "parent"]
     assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"] == "terminated by SIGTERM"
-    children = {int(r.data.tags["sweep.trial"]): r for r in runs if r.data.tags.get("sweep.role") == "trial"}
+    children = {int(r.data.tags["sweep.trial"]): r for r in recorded if r.data.tags.get("sweep.role") == "trial"}
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children.values())
     for t in interrupted:
         assert children[t.number].info.status == "KILLED"

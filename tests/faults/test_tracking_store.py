@@ -4,7 +4,6 @@ database made unwritable mid-run, a process killed with its run RUNNING."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -17,42 +16,22 @@ import mlflow.pyfunc
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.faults.processes import TINY, env, epochs_logged, wait_for
 from tests.servers import mlflow_server
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = ["model.depths=[1,1,1]", "model.widths=[8,8,16]", "model.stem_width=8", "trainer.batch_size=128",
-        "trainer.verbose=0"]  # fmt: skip
 pytestmark = pytest.mark.slow
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop("MLFLOW_RUN_ID", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return env
-
-
-def _epochs(store_uri: str) -> int:
-    client = MlflowClient(store_uri)
-    exp = client.get_experiment_by_name("resnet-blocks")
-    runs = client.search_runs([exp.experiment_id]) if exp else []
-    return len(client.get_metric_history(runs[0].info.run_id, "val/accuracy")) if runs else 0
 
 
 def _start_run(tmp_path: Path, tracking_uri: str, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, f"tracking.tracking_uri={tracking_uri}",
          f"hydra.run.dir={tmp_path / 'out'}", *extra],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
 def _wait_epochs(store_uri: str, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while _epochs(store_uri) < n:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the run did not log its epochs in time"
-        time.sleep(0.3)
+    wait_for(lambda: epochs_logged(store_uri) >= n, timeout, proc, f"{n} epochs were logged")
 
 
 def _assert_result_kept(tmp_path: Path, err: str, tracking_uri: str, epochs: int) -> None:
@@ -110,7 +89,7 @@ def test_a_run_left_running_by_a_dead_process_is_ended_by_the_next_command(tmp_p
     (run,) = client.search_runs([client.get_experiment_by_name("resnet-blocks").experiment_id])
     assert run.info.status == "RUNNING" and run.data.tags["process.pid"] == str(proc.pid)
     out = subprocess.run([sys.executable, "-m", "experiments.cleanup", "--tracking-uri", uri], cwd=tmp_path,
-                         env=_env(), capture_output=True, text=True, timeout=120)  # fmt: skip
+                         env=env(), capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"marked KILLED: run {run.info.run_id}" in out.stdout
     run = client.get_run(run.info.run_id)
