@@ -99,3 +99,13 @@ def check_training_memory(cost: ModelCost, trainer) -> None:
     estimate = training_memory_gb(cost, trainer)
     if estimate > limit:
         raise MemoryBudgetError(estimate, limit, how)
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0

@@ -282,13 +282,16 @@ def _single_run(cfg: DictConfig) -> Any:
     return run_task(cfg)
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> Any:
-    if cfg.trial.number is not None:  # a job launched by the sweeper: errors go back to it
-        from experiments.sweep.job import run_trial
-
-        return run_trial(cfg)
+def task(cfg: DictConfig) -> Any:
+    """One training run. A sweep (``hydra/sweeper=resnet_blocks``) recognises this task by
+    :data:`SWEEP_JOB_MARK` and runs its trials through ``experiments.sweep.job`` instead, which
+    calls :func:`run_task` with the trial: this module knows nothing of sweeps."""
     return _single_run(cfg)
+
+
+SWEEP_JOB_MARK = "resnet_blocks_trainable"  # set on the task function: its trials train a ResNet
+setattr(task, SWEEP_JOB_MARK, True)
+main = hydra.main(config_path="../conf", config_name="config", version_base="1.3")(task)
 
 
 if __name__ == "__main__":

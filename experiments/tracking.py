@@ -689,11 +689,20 @@ class StudyRuns:
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
         )
 
-    def kill_stale_runs(self, parent_run_id: str, live_trials: set[int]) -> list[str]:
-        """Mark RUNNING child runs KILLED unless their trial is still live; return their ids."""
+    def kill_stale_runs(
+        self, parent_run_id: str, live_trials: set[int], finished: dict[int, str] | None = None
+    ) -> list[str]:
+        """Mark RUNNING child runs KILLED unless their trial is still live; return their ids.
+
+        ``finished``: the final Optuna state of each finished trial. A run whose worker died
+        after the run ended but before the sweeper tagged it gets its trial's ``sweep.state``,
+        so MLflow and Optuna agree."""
         killed = []
         for run in self.trial_runs(parent_run_id):
             trial = run.data.tags.get("sweep.trial")
+            state = (finished or {}).get(int(trial)) if trial is not None else None
+            if state and "sweep.state" not in run.data.tags:
+                self.client.set_tag(run.info.run_id, "sweep.state", state)
             if run.info.status == "RUNNING" and (trial is None or int(trial) not in live_trials):
                 self.client.set_tag(run.info.run_id, "failure_reason", "worker died (stale trial)")
                 self.client.set_terminated(run.info.run_id, status="KILLED")

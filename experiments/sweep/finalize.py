@@ -49,7 +49,7 @@ def top_trials(study, k: int) -> list:
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from experiments.sweep.sweeper import OVERRIDES_ATTR
+    from experiments.sweep.study import OVERRIDES_ATTR
 
     objectives = study.user_attrs.get("objectives") or []
     index = next((i for i, o in enumerate(objectives) if str(o).endswith("accuracy")), 0)
@@ -73,7 +73,7 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
     from experiments.overrides import CONF_DIR
     from experiments.run import arch_label, plan_run
     from experiments.sweep.retrain import config_composer, retrain_overrides
-    from experiments.sweep.sweeper import OVERRIDES_ATTR
+    from experiments.sweep.study import OVERRIDES_ATTR
 
     compose = config_composer(str(CONF_DIR), searchpath=study.user_attrs.get("searchpath") or ())
     trials = top_trials(study, args.top_k)

@@ -19,11 +19,11 @@ import optuna
 from omegaconf import DictConfig, read_write
 
 from experiments.background import OrderedWriter
-from experiments.memory import MemoryBudgetError, check_training_memory
+from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
 from experiments.run import RunPlan, arch_label, build_for_training, dry_build, run_task
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
-from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, make_storage, over_budget
+from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, over_budget, shared_storage
 from experiments.train import BuiltModel
 from resnet_blocks import SpecError, model_cost
 
@@ -153,13 +153,6 @@ def _job_pruner():
     return make_pruner(HydraConfig.get().sweeper.pruner)
 
 
-@functools.lru_cache(maxsize=4)
-def _storage(url: str):
-    """One storage (engine, connection pool) per URL for the life of this worker process:
-    a worker serves many trials, and opening a storage checks its schema each time."""
-    return make_storage(url)
-
-
 def _free_trial_memory() -> None:
     """Several trials share a process: free each model's graph and memory."""
     keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
@@ -170,16 +163,32 @@ def _free_trial_memory() -> None:
     gc.freeze()
 
 
+def job_function(task_function):
+    """What the launcher runs for each trial: :func:`run_trial` for ``experiments.run``'s task
+    (marked with ``SWEEP_JOB_MARK``), the app's own task function otherwise."""
+    from experiments.run import SWEEP_JOB_MARK
+
+    return run_trial if getattr(task_function, SWEEP_JOB_MARK, False) else task_function
+
+
+def open_trial(cfg: DictConfig) -> optuna.Trial:
+    """The Optuna trial ``cfg.trial`` names (the one the sweeper asked for), with the sweep's
+    pruner: a job reports to it and asks it whether to stop."""
+    t = cfg.trial
+    storage = shared_storage(t.storage)
+    study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001
+    return optuna.Trial(study, trial_id)
+
+
 def run_trial(cfg: DictConfig):
     """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
     t = cfg.trial
     # Trials are selected on validation only: the test split is for finalized runs.
     with read_write(cfg):
         cfg.trainer.evaluate_test = False
-    storage = _storage(t.storage)
-    study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001
-    trial = optuna.Trial(study, trial_id)  # the trial created by the sweeper's ask()
+    trial = open_trial(cfg)
+    study = trial.study
     multi = len(study.directions) > 1
     writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
     callbacks = (OptunaPruning(trial, t.monitor, report=not multi, writer=writer),)
@@ -211,8 +220,6 @@ def run_trial(cfg: DictConfig):
             log.warning("trial %d: a write to the study failed: %s", t.number, err)
         if not defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
             _free_trial_memory()
-        from experiments.sweep.sweeper import rss_mb
-
         try:
             trial.set_user_attr("job_rss_mb", rss_mb())
             trial.set_user_attr("job_pid", os.getpid())  # which worker process ran it

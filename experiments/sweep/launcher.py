@@ -28,7 +28,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +174,7 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )
-    from experiments.sweep.sweeper import rss_mb
+    from experiments.memory import rss_mb
 
     rss = rss_mb()
     if _CLEANUP:
@@ -212,9 +211,9 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
             package_versions(), git_commit()  # every run's tags, cached per process
             resolve_tags()  # MLflow's run context (its git lookup imports GitPython: 0.04 s)
         if storage_url:
-            from experiments.sweep.job import _storage
+            from experiments.sweep.study import shared_storage
 
-            _storage(storage_url)
+            shared_storage(storage_url)
         if data and _loads_locally(data["data"]):
             from omegaconf import OmegaConf
 
@@ -541,21 +540,3 @@ def _failed(overrides: Sequence[str], err: BaseException) -> JobReturn:
     ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
     ret._return_value = err  # noqa: SLF001 - JobReturn keeps a failure's exception here
     return ret
-
-
-@dataclass
-class ProcessLauncherConf:
-    """``hydra/launcher=resnet_blocks_process``."""
-
-    _target_: str = "hydra_plugins.resnet_blocks_sweeper.ProcessLauncher"
-    n_jobs: int = 1  # trials training at once (as hydra.sweeper.n_jobs; see set_prefetch)
-    max_trials_per_process: int | None = None  # replace a worker after this many trials (null: no limit)
-    max_worker_growth_mb: float | None = 400  # replace the workers once one grew this much (null: never)
-
-
-def launcher_config_store() -> None:
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(
-        group="hydra/launcher", name="resnet_blocks_process", node=ProcessLauncherConf, provider="resnet_blocks"
-    )

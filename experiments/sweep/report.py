@@ -31,7 +31,7 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
     retrains the trial with the base config's full budget (:mod:`experiments.sweep.retrain`).
     """
     from experiments.sweep.retrain import retrain_command, retrain_overrides
-    from experiments.sweep.sweeper import ARCH_ATTR, OVERRIDES_ATTR
+    from experiments.sweep.study import ARCH_ATTR, OVERRIDES_ATTR
 
     trials = study.get_trials(deepcopy=False)
     num_val, se_of, noise, warn = _noise(study, objectives, trials)

@@ -19,6 +19,7 @@ registered with :func:`register_search_space` and named in ``custom_search_space
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,28 +78,40 @@ def parse_param(key: str, expression: Any) -> Param:
             return Param(key, CategoricalDistribution(options))
         return Param(key, CategoricalDistribution([json.dumps(_plain(o)) for o in options]), encoded=True)
     if isinstance(value, RangeSweep):
-        start, stop, step = value.start, value.stop, value.step if value.step is not None else 1
-        if any(isinstance(v, float) and not float(v).is_integer() for v in (start, stop, step)):
-            raise SpecError(field, expression, "range(...) of integers; use interval(lo, hi) for floats")
-        start, stop, step = int(start), int(stop), int(step)
-        if step <= 0 or stop - step < start:
-            raise SpecError(field, expression, "range(lo, hi[, step]) with lo < hi and step > 0 (hi is exclusive)")
-        high = start + ((stop - 1 - start) // step) * step
-        return Param(
-            key, IntDistribution(start, high, step=step, log=log) if not log else IntDistribution(start, high, log=True)
-        )
+        return _range_param(key, expression, value, log)
     if isinstance(value, IntervalSweep):
         lo, hi = value.start, value.end
         if lo is None or hi is None or not lo < hi:
             raise SpecError(field, expression, "interval(lo, hi) with lo < hi")
         if log and lo <= 0:
             raise SpecError(field, expression, "tag(log, interval(lo, hi)) with lo > 0")
-        if "int" in value.tags:
+        if "int" in value.tags or (isinstance(lo, int) and isinstance(hi, int)):  # int(interval(...))
             return Param(key, IntDistribution(int(lo), int(hi), log=log))
         return Param(key, FloatDistribution(float(lo), float(hi), log=log))
     if value is None or _scalar(value) or isinstance(value, (list, dict)):
         return Param(key, None, fixed=_plain(value))
     raise SpecError(field, expression, "choice(...), range(...), interval(...), tag(log, ...) or a value")
+
+
+def _range_param(key: str, expression: str, value: RangeSweep, log: bool) -> Param:
+    """``range(lo, hi[, step])``: hi is exclusive, as in Hydra's grammar; floats take a float
+    step; ``shuffle(range(...))`` is a choice of the range's values."""
+    field = f"hydra.sweeper.params.{key}"
+    start, stop, step = value.start, value.stop, value.step if value.step is not None else 1
+    if step <= 0 or not start < stop:
+        raise SpecError(field, expression, "range(lo, hi[, step]) with lo < hi and step > 0 (hi is exclusive)")
+    count = math.ceil((stop - start) / step - 1e-9)
+    values = [start + i * step for i in range(count)]
+    if any(isinstance(v, float) for v in (start, stop, step)):
+        values = [round(v, 12) for v in values]  # 0.1 * 3 is not 0.30000000000000004
+        if value.shuffle:
+            return Param(key, CategoricalDistribution(values))
+        return Param(key, FloatDistribution(float(start), float(values[-1]), step=float(step)))
+    if value.shuffle:
+        return Param(key, CategoricalDistribution(values))
+    if log:
+        return Param(key, IntDistribution(int(start), int(values[-1]), log=True))
+    return Param(key, IntDistribution(int(start), int(values[-1]), step=int(step)))
 
 
 def _plain(value: Any) -> Any:

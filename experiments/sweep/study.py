@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import warnings
@@ -26,6 +27,8 @@ REJECTED_ATTR = "rejected"
 FAIL_REASON_ATTR = "fail_reason"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MLFLOW_RUN_ATTR = "mlflow_run_id"
+OVERRIDES_ATTR = "overrides"  # the trial's sampled values as run overrides
+ARCH_ATTR = "arch"  # its architecture label
 DUPLICATE_ATTR = "duplicate_of"  # a repeated configuration: the trial whose values it reuses
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -125,6 +128,13 @@ def make_pruner(conf):
     if conf.name == "none":
         return optuna.pruners.NopPruner()
     return _construct("pruner", conf, _PRUNER_TYPES[conf.name])
+
+
+@functools.lru_cache(maxsize=4)
+def shared_storage(url: str):
+    """One storage (engine, connection pool) per URL for the life of a worker process: a
+    worker serves many trials, and opening a storage checks its schema each time."""
+    return make_storage(url)
 
 
 def is_sqlite(url: str | None) -> bool:

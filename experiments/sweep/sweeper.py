@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import os
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -26,20 +25,20 @@ from optuna.trial import TrialState
 
 from experiments.cli import RunFailure, UserError, user_errors
 from experiments.locks import claim_sqlite_study, sqlite_setup_lock
-from experiments.memory import MemoryBudgetError
+from experiments.memory import MemoryBudgetError, rss_mb
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
-from experiments.sweep.config import SweeperConf
+from experiments.sweep.checks import check_added_keys, check_searched_keys, worker_seed
 from experiments.sweep.progress import Progress
 from experiments.sweep.space import Param, parse_param, parse_space, sample
+from hydra_plugins.resnet_blocks_sweeper._config import SweeperConf
 from resnet_blocks import SpecError
 
 log = logging.getLogger("experiments.sweep")
 
-OVERRIDES_ATTR = "overrides"
-ARCH_ATTR = "arch"
+OVERRIDES_ATTR, ARCH_ATTR = st.OVERRIDES_ATTR, st.ARCH_ATTR
 
 
 class SweepAborted(RunFailure):
@@ -80,8 +79,10 @@ class SweeperImpl:
 
         self.hydra_context = hydra_context
         self.config = config
+        from experiments.sweep.job import job_function
+
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
+            hydra_context=hydra_context, task_function=job_function(task_function), config=config
         )
 
     # -- validation, before any trial ---------------------------------------------------
@@ -106,6 +107,8 @@ class SweeperImpl:
             if d not in ("maximize", "minimize"):
                 raise SpecError(f"hydra.sweeper.direction[{i}]", d, "'maximize' or 'minimize'")
         base = self._compose(fixed)
+        check_added_keys(base, fixed)
+        check_searched_keys(self._compose, params, fixed)
         objectives = list(base.objective)
         if len(objectives) != len(directions):
             raise SpecError(
@@ -207,6 +210,10 @@ class SweeperImpl:
                 "hydra.sweeper.direction", directions,
                 f"{[d.name.lower() for d in study.directions]}, the directions study {c.study_name!r} was created with",
             )  # fmt: skip
+        if not st.is_sqlite(c.storage):  # workers may share the study: each samples with its own seed
+            seed, _ = worker_seed(study, c.sampler.seed, st.study_lock(storage, c.study_name))
+            if seed != c.sampler.seed:
+                study.sampler = st.make_sampler(OmegaConf.merge(c.sampler, {"seed": seed}), _grid_space(params))
         study.set_user_attr("objectives", objectives)
         with st.quiet_experimental():
             study.set_metric_names(list(objectives))  # optuna-dashboard shows them instead of "Objective 0"
@@ -242,6 +249,7 @@ class SweeperImpl:
         loop = self._pipelined_loop if pipelined else self._batch_loop
         try:
             loop(study, storage, started, params, fixed, hook, monitor, parent, runs, progress)
+            _check_some_finished(study)
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
             status, reason = "KILLED", interruption_reason(err)
             raise
@@ -423,8 +431,9 @@ class SweeperImpl:
                 )  # noqa: SLF001
                 retry(study, study._storage.get_trial(t._trial_id))  # noqa: SLF001
         if runs and parent:
-            live = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-            runs.kill_stale_runs(parent, live)
+            trials = study.get_trials(deepcopy=False)
+            live = {t.number for t in trials if t.state == TrialState.RUNNING}
+            runs.kill_stale_runs(parent, live, {t.number: t.state.name for t in trials if t.state.is_finished()})
 
     def _check_failure_rate(self, done) -> None:
         c = self.conf
@@ -653,14 +662,13 @@ class SweeperImpl:
         print_plan(rows)
 
 
-def rss_mb() -> float:
-    """This process's resident memory in MB (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError):
-        return 0.0
+def _check_some_finished(study) -> None:
+    """A sweep whose trials all failed did not do its job: it ends FAILED, exit code 1."""
+    done = st.counted(study.get_trials(deepcopy=False))
+    failed = [t for t in done if t.state == TrialState.FAIL]
+    if done and len(failed) == len(done):
+        last = failed[-1].user_attrs.get(st.FAIL_REASON_ATTR, "unknown")
+        raise SweepAborted(f"sweep failed: all {len(done)} finished trials failed; last failure: {last}")
 
 
 def epochs_used(trials) -> int:

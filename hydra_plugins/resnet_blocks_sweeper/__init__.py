@@ -1,5 +1,7 @@
 """Hydra discovers sweepers and launchers only in the ``hydra_plugins`` namespace; these are
-the thin entry classes. The implementations live in :mod:`experiments.sweep`."""
+the thin entry classes and their configs. The implementations live in :mod:`experiments.sweep`
+and are imported when a sweep starts, not when Hydra scans its plugins (every Hydra app in
+the environment does that scan, and ``experiments`` imports TensorFlow)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ from typing import Any
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 
-from experiments.sweep.config import register_sweeper_config
-from experiments.sweep.launcher import launcher_config_store
+from hydra_plugins.resnet_blocks_sweeper._config import register_configs
 
-register_sweeper_config()
-launcher_config_store()
+register_configs()
 
 
 class ResnetBlocksSweeper(Sweeper):

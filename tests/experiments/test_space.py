@@ -29,6 +29,12 @@ from resnet_blocks import SpecError
         ("tag(int, interval(1, 4))", IntDistribution(1, 4), False),
         ("tag(int, log, interval(1, 64))", IntDistribution(1, 64, log=True), False),
         ("tag(log, interval(0.001, 0.1))", FloatDistribution(0.001, 0.1, log=True), False),
+        # Hydra's Optuna sweeper grammar: casts, float ranges with a step, shuffled ranges
+        ("int(interval(1, 5))", IntDistribution(1, 5), False),
+        ("tag(log, int(interval(1, 64)))", IntDistribution(1, 64, log=True), False),
+        ("range(0.5, 5.5, step=1)", FloatDistribution(0.5, 4.5, step=1.0), False),
+        ("range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1), False),
+        ("shuffle(range(1, 5))", CategoricalDistribution([1, 2, 3, 4]), False),
     ],
 )
 def test_override_forms(expression, expected, encoded):
@@ -49,7 +55,7 @@ def test_plain_values_are_fixed(expression, fixed):
         ("range(5, 1)", "lo < hi"),
         ("interval(1.0, 0.5)", "lo < hi"),
         ("tag(log, interval(0.0, 1.0))", "lo > 0"),
-        ("range(0.5, 2.5)", "integers"),
+        ("range(0.5, 0.5)", "lo < hi"),
         ("choice(", "choice(...)"),
     ],
 )

@@ -1,4 +1,9 @@
-"""The sweeper's typed config (``hydra.sweeper``), registered as ``hydra/sweeper=resnet_blocks``.
+"""The typed configs of ``hydra/sweeper=resnet_blocks`` and ``hydra/launcher=resnet_blocks_process``.
+
+They live here, beside the entry classes, and import nothing of the project: Hydra imports
+every ``hydra_plugins`` module of the environment when any Hydra app starts, and
+``experiments`` imports TensorFlow. (The leading underscore keeps Hydra's scan from executing
+this module a second time, which would make a second set of these classes.)
 
 Keys follow Hydra's Optuna sweeper (sampler, direction, study_name, storage, n_trials,
 n_jobs, params, custom_search_space) plus what it lacks: pruner, constraints, resume,
@@ -70,7 +75,19 @@ class SweeperConf:
     setup_only: bool = False  # create the study, MLflow experiment and parent run, then exit (before workers start)
 
 
-def register_sweeper_config() -> None:
-    ConfigStore.instance().store(
-        group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks"
+@dataclass
+class ProcessLauncherConf:
+    """``hydra/launcher=resnet_blocks_process``."""
+
+    _target_: str = "hydra_plugins.resnet_blocks_sweeper.ProcessLauncher"
+    n_jobs: int = 1  # trials training at once (as hydra.sweeper.n_jobs; see set_prefetch)
+    max_trials_per_process: int | None = None  # replace a worker after this many trials (null: no limit)
+    max_worker_growth_mb: float | None = 400  # replace the workers once one grew this much (null: never)
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks")
+    store.store(
+        group="hydra/launcher", name="resnet_blocks_process", node=ProcessLauncherConf, provider="resnet_blocks"
     )

@@ -1,0 +1,115 @@
+"""What a sweep refuses before its first trial, and what keeps its workers apart.
+
+A searched key the run config lacks (``'model.foo=choice(1,2)'``) would fail every trial, and
+an added key in a typed group (``+trainer.epoch=3``, Hydra's own hint for a misspelt key)
+would be accepted and logged as a junk param; both are refused at start. Workers sharing a
+study each sample with their own seed, so they do not propose the same configurations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+from collections.abc import Callable, Sequence
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.sweep.space import Param
+from resnet_blocks import SpecError
+
+log = logging.getLogger("experiments.sweep")
+
+WORKERS_ATTR = "workers_started"  # study attribute: sweep invocations that have joined the study
+
+
+def check_searched_keys(compose: Callable[[list[str]], DictConfig], params: Sequence[Param], fixed: list[str]) -> None:
+    """Compose the searched keys with a value of their space each, as a trial would: a key the
+    run config lacks fails here, naming the key and the keys it could have meant."""
+    overrides = [f"{p.key}={_literal(p.fixed if p.distribution is None else _first_value(p))}" for p in params]
+    try:
+        compose([*fixed, *overrides])
+        return
+    except Exception:  # noqa: BLE001 - find which key (one composition each)
+        pass
+    for p in params:
+        value = p.fixed if p.distribution is None else _first_value(p)
+        override = f"{p.key}={_literal(value)}"
+        try:
+            compose([*fixed, override])
+        except Exception as err:  # noqa: BLE001 - Hydra's composition errors vary
+            near = _close_keys(compose, fixed, p.key)
+            raise SpecError(
+                "hydra.sweeper.params", p.key, f"keys of the run config{near}; composing it: {_first_line(err)}"
+            ) from None
+
+
+def check_added_keys(base: DictConfig, fixed: list[str]) -> None:
+    """``+group.key=value`` may add keys to open dicts (``model.block_args``, ``tracking.tags``)
+    and new top-level nodes, never to a typed group, where it can only be a misspelling."""
+    for override in OverridesParser.create().parse_overrides(fixed):
+        key = override.get_key_element()
+        if not key.startswith("+") or key.startswith("++") or "." not in key:
+            continue
+        path = key[1:]
+        parent_path, _, name = path.rpartition(".")
+        parent = OmegaConf.select(base, parent_path, default=None)
+        if not isinstance(parent, DictConfig) or not dataclasses.is_dataclass(OmegaConf.get_type(parent)):
+            continue
+        fields = [f.name for f in dataclasses.fields(OmegaConf.get_type(parent))]
+        if name in fields:
+            continue
+        near = difflib.get_close_matches(name, fields, n=3)
+        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' for n in near)}?)" if near else ""
+        raise SpecError(key, name, f"a key of {parent_path}, which is typed: {', '.join(fields)}{hint}")
+
+
+def worker_seed(study, seed: int | None, lock) -> tuple[int | None, int]:
+    """This invocation's sampler seed and worker index on a shared study: the first worker
+    keeps ``seed``; each later one derives its own, so workers that start together do not
+    sample the same trials. ``lock``: the study lock that serialises workers."""
+    with lock:
+        index = int(study.user_attrs.get(WORKERS_ATTR, 0))
+        study.set_user_attr(WORKERS_ATTR, index + 1)
+    if seed is None or index == 0:
+        return seed, index
+    derived = (seed * 1_000_003 + index * 7919) % 2**31
+    log.info("sampler seed %d -> %d for worker %d of this study", seed, derived, index)
+    return derived, index
+
+
+def _first_value(p: Param):
+    import json
+
+    from optuna.distributions import CategoricalDistribution
+
+    d = p.distribution
+    if isinstance(d, CategoricalDistribution):
+        v = d.choices[0]
+        return json.loads(v) if p.encoded else v
+    return d.low
+
+
+def _literal(value) -> str:
+    from experiments.overrides import format_override
+
+    return format_override("k", value)[2:]
+
+
+def _close_keys(compose, fixed, key: str) -> str:
+    """`` (did you mean ...?)`` from the keys of the same group."""
+    parent_path, _, name = key.rpartition(".")
+    try:
+        node = compose(list(fixed))
+        parent = OmegaConf.select(node, parent_path, default=None) if parent_path else node
+    except Exception:  # noqa: BLE001
+        return ""
+    if not isinstance(parent, DictConfig):
+        return ""
+    near = difflib.get_close_matches(name, [str(k) for k in parent.keys()], n=3)
+    return f" (did you mean {', '.join(f'{parent_path}.{n}' if parent_path else n for n in near)}?)" if near else ""
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

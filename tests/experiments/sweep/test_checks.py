@@ -1,0 +1,75 @@
+"""What a sweep refuses before its first trial, how it ends when nothing trained, and how
+workers on one study keep apart (experiments/sweep/checks.py)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import optuna
+import pytest
+
+from experiments.sweep.checks import worker_seed
+from tests.experiments.test_sweep import load, sweep
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.foo=choice(1,2)", "hydra.sweeper.params: received 'model.foo'; allowed: keys of the run config"),
+        ("model.widht=choice([8,16,32])", "(did you mean model.widths?)"),
+        ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
+    ],
+)
+def test_keys_the_run_config_lacks_fail_at_start(tmp_path, override, message):
+    proc = sweep(tmp_path, override, check=False)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert message in proc.stdout + proc.stderr
+    assert "(did you mean trainer.epochs?)" in proc.stdout + proc.stderr or "epoch=" not in override
+    assert not (tmp_path / "optuna.db").exists()  # refused before the study was created
+
+
+def test_open_dicts_still_take_added_keys(tmp_path):
+    proc = sweep(tmp_path, "+model.block_args.foo=1", "+tracking.tags.owner=me", "hydra.sweeper.dry_run=1")
+    assert "+model.block_args.foo=1" in proc.stdout
+
+
+def test_a_sweep_whose_trials_all_failed_exits_non_zero(tmp_path):
+    proc = sweep(
+        tmp_path,
+        "model.plugins=[tests.plugins.faulty]",
+        "model.block=crash_regular",
+        "+model.block_args.crash_width=16",  # every sampled width list contains 16
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.max_failure_rate=1.0",  # (not the failure-rate limit)
+        "hydra/launcher=basic",
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "sweep failed: all 2 finished trials failed" in proc.stdout + proc.stderr
+    assert [t.state for t in load(tmp_path).trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_workers_joining_a_study_sample_with_their_own_seeds():
+    study = optuna.create_study()
+    seeds = [worker_seed(study, 0, contextlib.nullcontext())[0] for _ in range(3)]
+    assert seeds[0] == 0  # the first worker keeps the configured seed (a lone worker reproduces)
+    assert len(set(seeds)) == 3
+    assert study.user_attrs["workers_started"] == 3
+    proposals = []
+    for seed in seeds:
+        s = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=8))
+        proposals.append([s.ask().suggest_categorical("x", list(range(20))) for _ in range(4)])
+    assert proposals[0] != proposals[1] != proposals[2]
+    assert worker_seed(optuna.create_study(), None, contextlib.nullcontext())[0] is None
+
+
+def test_only_the_run_task_is_swapped_for_the_trial_job():
+    from experiments.run import task
+    from experiments.sweep.job import job_function, run_trial
+
+    assert job_function(task) is run_trial
+
+    def my_app(cfg):
+        return 1.0
+
+    assert job_function(my_app) is my_app
