@@ -115,6 +115,18 @@ class Progress:
         for text in summary.get("warnings") or []:
             self.console.print(f"[yellow]warning:[/] {esc(text)}")
 
+    def plain_summary(self, study, objectives: list[str], results: dict | None) -> None:
+        """A plain task's sweep: how its trials ended and the best params."""
+        counts: dict[str, int] = {}
+        for t in study.get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        self.console.print(f"study {esc(study.study_name)}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        if results and "best_params" in results:
+            params = " ".join(f"{k}={_fmt(v)}" for k, v in results["best_params"].items())
+            self.console.print(f"best {objectives[0]}={_fmt(results['best_value'])}: {esc(params)}")
+        elif results:
+            self.console.print(f"Pareto front: {len(results['solutions'])} solution(s) in optimization_results.yaml")
+
     def report(self, path) -> None:
         self.console.print(f"report: {esc(str(Path(path).resolve()))}")
 

@@ -275,3 +275,33 @@ if __name__ == "__main__":
     from experiments.cli import user_errors
 
     raise SystemExit(user_errors(main)())
+
+
+def write_optimization_results(study, sweep_dir: Path) -> dict | None:
+    """``optimization_results.yaml`` in the sweep directory, as Hydra's Optuna sweeper writes
+    it: the best params and value, or the Pareto solutions of a multi-objective study."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return None
+    if len(study.directions) == 1:
+        best = study.best_trial
+        results = {"name": "optuna", "best_params": _params(best), "best_value": best.value}
+    else:
+        front = study.best_trials
+        results = {"name": "optuna", "solutions": [{"params": _params(t), "values": list(t.values)} for t in front]}
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+    return results
+
+
+def _params(trial) -> dict:
+    """The trial's params as override values (list choices are stored JSON-encoded)."""
+    out = {}
+    for key, value in trial.params.items():
+        if isinstance(value, str) and value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out

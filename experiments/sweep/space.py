@@ -136,11 +136,39 @@ def sample(trial, params: list[Param], hook: tuple[str, Mapping[str, Any]] | Non
             continue
         v = suggest(trial, p.key, p.distribution)
         values[p.key] = json.loads(v) if p.encoded else v
-    if hook is not None:
+    if callable(hook):
+        values.update(hook(trial))
+    elif hook is not None:
         name, args = hook
         fn: Callable[..., Mapping[str, Any]] = get_search_space(name)
         values.update(fn(trial, dict(args)))
     return values
+
+
+def search_space_hook(conf: Any, cfg: Any):
+    """The conditional part of a space: a registered hook (``{name, args}``), or, as with
+    Hydra's Optuna sweeper, the dotted path of ``fn(cfg, trial)``, whose suggestions become
+    overrides (a key named ``+w`` adds ``w``). None without one; SpecError if not found."""
+    if isinstance(conf, str):
+        from hydra.utils import get_method
+
+        try:
+            fn = get_method(conf.lstrip("."))
+        except Exception as err:  # noqa: BLE001 - ImportError, AttributeError, ValueError
+            raise SpecError(
+                "hydra.sweeper.custom_search_space", conf, f"the dotted path of fn(cfg, trial) ({err})"
+            ) from None
+
+        def hook(trial) -> dict[str, Any]:
+            before = set(trial.params)
+            fn(cfg, trial)
+            return {k: v for k, v in trial.params.items() if k not in before}
+
+        return hook
+    if conf and conf.get("name"):
+        get_search_space(conf["name"])
+        return (conf["name"], conf.get("args") or {})
+    return None
 
 
 def suggest(trial, key: str, d: BaseDistribution) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import threading
 import warnings
 import zlib
@@ -20,7 +21,7 @@ from resnet_blocks import SpecError
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("tpe", "random", "gp", "qmc", "grid", "nsga2")
+SAMPLERS = ("tpe", "random", "gp", "qmc", "grid", "nsga2", "cmaes")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 CONSTRAINT_KEY = "budget"  # Optuna 5 trial.set_constraint: <= 0 feasible, > 0 relative excess
 REJECTED_ATTR = "rejected"
@@ -40,6 +41,7 @@ _SAMPLER_TYPES = {
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
     "nsga2": optuna.samplers.NSGAIISampler,
+    "cmaes": optuna.samplers.CmaEsSampler,  # (needs the cmaes package)
 }
 _PRUNER_TYPES = {
     "median": optuna.pruners.MedianPruner,
@@ -96,8 +98,22 @@ def quiet_experimental():
         yield
 
 
+# Names of Hydra's Optuna sweeper (hydra/sweeper/sampler=...) for our samplers, and samplers
+# Optuna no longer has.
+SAMPLER_ALIASES = {"nsgaii": "nsga2"}
+REMOVED_SAMPLERS = {
+    "motpe": "MOTPESampler was removed in Optuna 4.0: TPESampler optimises several objectives (use tpe)",
+}
+
+
 def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
     """The configured sampler (``grid`` takes its grid from the search space)."""
+    if conf.name in REMOVED_SAMPLERS:
+        raise SpecError(
+            "hydra.sweeper.sampler.name", conf.name, f"one of {', '.join(SAMPLERS)} ({REMOVED_SAMPLERS[conf.name]})"
+        )
+    if conf.name in SAMPLER_ALIASES:
+        conf = _renamed(conf)
     if conf.name == "grid":
         if not search_space:
             raise SpecError(
@@ -107,6 +123,17 @@ def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
     if conf.name not in _SAMPLER_TYPES:
         raise SpecError("hydra.sweeper.sampler.name", conf.name, "one of " + ", ".join(SAMPLERS))
     return _construct("sampler", conf, _SAMPLER_TYPES[conf.name], seed=conf.seed)
+
+
+def _renamed(conf):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.merge(conf, {"name": SAMPLER_ALIASES[conf.name]})
+
+
+def grid_size(search_space: dict[str, list[Any]]) -> int:
+    """Points in a grid sampler's grid."""
+    return math.prod(len(v) for v in search_space.values())
 
 
 class _AskTellGridSampler(optuna.samplers.GridSampler):

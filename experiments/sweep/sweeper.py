@@ -32,7 +32,7 @@ from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.checks import check_added_keys, check_searched_keys, worker_seed
 from experiments.sweep.progress import Progress
-from experiments.sweep.space import Param, parse_param, parse_space, sample
+from experiments.sweep.space import Param, parse_param, parse_space, sample, search_space_hook
 from hydra_plugins.resnet_blocks_sweeper._config import SweeperConf
 from resnet_blocks import SpecError
 
@@ -79,6 +79,9 @@ class SweeperImpl:
 
         self.hydra_context = hydra_context
         self.config = config
+        # experiments.run's config (or an app on it, like benchmarks/replay.py): trials are
+        # vetted, tracked in MLflow and reported; any other app gets the plain engine.
+        self.resnet = "trial" in config and "model" in config
         from experiments.sweep.job import job_function
 
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -109,14 +112,19 @@ class SweeperImpl:
         base = self._compose(fixed)
         check_added_keys(base, fixed)
         check_searched_keys(self._compose, params, fixed)
-        objectives = list(base.objective)
+        if self.resnet:
+            objectives = list(base.objective)
+        else:  # a plain task returns its values: they are named after their position
+            objectives = ["objective"] if len(directions) == 1 else [f"objective_{i}" for i in range(len(directions))]
         if len(objectives) != len(directions):
             raise SpecError(
                 "hydra.sweeper.direction", directions, f"{len(objectives)} direction(s), one per objective {objectives}"
             )
         for obj, d in zip(objectives, directions):
-            if direction(obj) != d:
+            if self.resnet and direction(obj) != d:
                 log.warning("objective %s is usually %sd, but the sweep will %s it", obj, direction(obj), d)
+        if not self.resnet:
+            c.pruner.name = "none"  # a plain task has no trial to report to: nothing to prune
         if len(directions) > 1 and c.pruner.name != "none":
             raise SpecError(
                 "hydra.sweeper.pruner.name",
@@ -131,11 +139,12 @@ class SweeperImpl:
             raise SpecError("hydra.sweeper.prefetch", c.prefetch, "an integer >= 0 (0: no trial set up ahead)")
         if not 0 < c.max_failure_rate <= 1:
             raise SpecError("hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in (0, 1]")
-        if not c.storage:
+        if not c.storage and (self.resnet or c.n_jobs > 1):
             raise SpecError(
                 "hydra.sweeper.storage",
                 c.storage,
-                "a database URL such as sqlite:///optuna.db (jobs reach their trial through it)",
+                "a database URL such as sqlite:///optuna.db (jobs reach their trial through it; "
+                "only a plain task run by one worker can do without, in memory)",
             )
         if st.is_sqlite(c.storage) and c.n_jobs > 1 and not c.allow_sqlite_parallel:
             raise SpecError(
@@ -144,7 +153,15 @@ class SweeperImpl:
                 "a PostgreSQL URL when several jobs run at once: SQLite locks under concurrent writers "
                 "and can hand a queued trial out twice (set allow_sqlite_parallel=true to accept the risk)",
             )
-        monitor = objectives[0] if objectives[0] in EPOCH_METRICS else base.trainer.monitor
+        monitor = self._validate_run(base, objectives) if self.resnet else None
+        st.make_sampler(c.sampler, _grid_space(params))
+        st.make_pruner(c.pruner)
+        return directions, objectives, monitor, base
+
+    @staticmethod
+    def _validate_run(base: DictConfig, objectives: list[str]) -> str:
+        """experiments.run's settings, checked once for the whole sweep; returns the metric
+        each trial reports for pruning."""
         from experiments.data import validate_data_config
         from experiments.train import validate_trainer_config
 
@@ -155,13 +172,7 @@ class SweeperImpl:
                 raise SpecError(
                     f"objective[{i}]", obj, "one of " + ", ".join((*EPOCH_METRICS, "macs", "params", "latency_ms"))
                 )
-        st.make_sampler(c.sampler, _grid_space(params))
-        st.make_pruner(c.pruner)
-        if c.custom_search_space.name:
-            from experiments.sweep.space import get_search_space
-
-            get_search_space(c.custom_search_space.name)
-        return directions, objectives, monitor, base
+        return objectives[0] if objectives[0] in EPOCH_METRICS else base.trainer.monitor
 
     def _compose(self, overrides: list[str]) -> DictConfig:
         """The job config for ``overrides``, exactly as the launcher will compose it."""
@@ -176,24 +187,28 @@ class SweeperImpl:
 
         c = self.conf
         params, fixed = self._split_arguments(arguments)
-        self._load_plugins(fixed)
+        if self.resnet:
+            self._load_plugins(fixed)
         directions, objectives, monitor, base = self._validate(params, fixed)
-        hook = (c.custom_search_space.name, c.custom_search_space.args) if c.custom_search_space.name else None
+        hook = search_space_hook(c.custom_search_space, base)
+        if c.sampler.name == "grid" and c.n_trials > (size := st.grid_size(_grid_space(params))):
+            log.info("grid of %d points: n_trials %d lowered to %d", size, c.n_trials, size)
+            c.n_trials = size
         if c.dry_run:
             return self._dry_run(params, fixed, hook, c.dry_run)
 
-        pipelined = hasattr(self.launcher, "submit")  # our launcher: trials stay in flight
+        pipelined = hasattr(self.launcher, "submit") and self.resnet  # our launcher: trials stay in flight
         self._jobs_vet = pipelined
         if pipelined and hasattr(self.launcher, "set_prefetch"):
             self.launcher.set_prefetch(c.prefetch)
-        if not c.setup_only and hasattr(self.launcher, "preload"):
+        if self.resnet and not c.setup_only and hasattr(self.launcher, "preload"):
             self.launcher.preload()  # the workers' imports overlap the checks and the study set-up
-        tracking = base.tracking
+        tracking = base.tracking if self.resnet else OmegaConf.create({"enabled": False})
         if tracking.enabled:
             check_tracking_uri(tracking.tracking_uri)
         storage = self._storage()
         # Services reachable: start the workers.
-        if not c.setup_only and hasattr(self.launcher, "warm_up"):
+        if self.resnet and not c.setup_only and hasattr(self.launcher, "warm_up"):
             data = {"data": OmegaConf.to_container(base.data, resolve=True), "batch_size": base.trainer.batch_size}
             self.launcher.warm_up(tracking.tracking_uri if tracking.enabled else None, c.storage, data)
         with sqlite_setup_lock(c.storage):  # two sweeps creating the same new study at once
@@ -210,7 +225,7 @@ class SweeperImpl:
                 "hydra.sweeper.direction", directions,
                 f"{[d.name.lower() for d in study.directions]}, the directions study {c.study_name!r} was created with",
             )  # fmt: skip
-        if not st.is_sqlite(c.storage):  # workers may share the study: each samples with its own seed
+        if c.storage and not st.is_sqlite(c.storage):  # workers may share the study: own seeds
             seed, _ = worker_seed(study, c.sampler.seed, st.study_lock(storage, c.study_name))
             if seed != c.sampler.seed:
                 study.sampler = st.make_sampler(OmegaConf.merge(c.sampler, {"seed": seed}), _grid_space(params))
@@ -218,8 +233,8 @@ class SweeperImpl:
         with st.quiet_experimental():
             study.set_metric_names(list(objectives))  # optuna-dashboard shows them instead of "Objective 0"
         study.set_user_attr("monitor", monitor)  # the per-epoch metric (reports plot it without MLflow)
-        # Validation images per trial: reports give each accuracy its standard error from it.
-        study.set_user_attr("num_val", split_sizes(base.data)[1])
+        if self.resnet:  # validation images per trial: reports give each accuracy its standard error
+            study.set_user_attr("num_val", split_sizes(base.data)[1])
         # Where the overlay was found: finalize and reports compose the trials' configs again.
         study.set_user_attr("searchpath", list(self.config.hydra.searchpath))
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name) if tracking.enabled else None
@@ -400,6 +415,9 @@ class SweeperImpl:
 
     def _storage(self):
         c = self.conf
+        if not c.storage:  # a plain task, one worker: the study lives in this process
+            c.heartbeat_interval = None
+            return optuna.storages.InMemoryStorage()
         try:
             with sqlite_setup_lock(c.storage):  # a new SQLite file: its tables are created once
                 storage = st.make_storage(
@@ -457,6 +475,8 @@ class SweeperImpl:
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
         if c.reuse_duplicates and self._reuse_duplicate(study, trial, values, overrides, runs, parent):
             return None
+        if not self.resnet:  # a plain task: its job gets the sampled values, nothing else
+            return Pending(trial, values, overrides, "")
         job_overrides = [
             *overrides,
             f"trial.number={trial.number}",
@@ -610,7 +630,12 @@ class SweeperImpl:
         self._reject(study, p.trial, p.values, err.reason, runs, p.parent, p.arch, constraint=err.excess)
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
-        from experiments.sweep.report import log_summary, study_summary, write_report
+        from experiments.sweep.report import log_summary, study_summary, write_optimization_results, write_report
+
+        results = write_optimization_results(study, Path(self.config.hydra.sweep.dir))
+        if not self.resnet:
+            progress.plain_summary(study, objectives, results)
+            return
         from experiments.sweep.retrain import config_composer
 
         # Run configs, not sweep jobs (the overlay may live on hydra.searchpath).
@@ -633,6 +658,17 @@ class SweeperImpl:
         """Sample ``n`` architectures from the space and print them; no training, no storage."""
         from experiments.run import arch_label, plan_run
         from experiments.sweep.progress import print_plan
+
+        if not self.resnet:
+            study = optuna.create_study(sampler=st.make_sampler(self.conf.sampler, _grid_space(params)))
+            for _ in range(n):
+                trial = study.ask()
+                print(
+                    f"{trial.number}: "
+                    + " ".join(format_override(k, v) for k, v in sample(trial, params, hook).items())
+                )
+                study.tell(trial, state=TrialState.PRUNED)
+            return
 
         study = optuna.create_study(sampler=st.make_sampler(self.conf.sampler, _grid_space(params)),
                                     directions=["maximize"] * len(self._compose(fixed).objective))  # fmt: skip
@@ -682,7 +718,7 @@ def _rhs(input_line: str) -> str:
 
 def _grid_space(params: list[Param]) -> dict[str, list[Any]]:
     """GridSampler's search space from categorical and integer params."""
-    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     space = {}
     for p in params:
@@ -690,6 +726,9 @@ def _grid_space(params: list[Param]) -> dict[str, list[Any]]:
             space[p.key] = list(p.distribution.choices)
         elif isinstance(p.distribution, IntDistribution):
             space[p.key] = list(range(p.distribution.low, p.distribution.high + 1, p.distribution.step))
+        elif isinstance(p.distribution, FloatDistribution) and p.distribution.step is not None:
+            d = p.distribution
+            space[p.key] = [round(d.low + i * d.step, 12) for i in range(round((d.high - d.low) / d.step) + 1)]
     return space
 
 

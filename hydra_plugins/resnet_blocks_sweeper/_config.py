@@ -22,7 +22,7 @@ SWEEPER_TARGET = "hydra_plugins.resnet_blocks_sweeper.ResnetBlocksSweeper"
 
 @dataclass
 class SamplerConf:
-    name: str = "tpe"  # tpe | random | gp | qmc | grid | nsga2
+    name: str = "tpe"  # tpe | random | gp | qmc | grid | nsga2 | cmaes (or hydra/sweeper/sampler=<name>)
     seed: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # extra sampler keyword arguments
 
@@ -40,13 +40,10 @@ class ConstraintsConf:
 
 
 @dataclass
-class SearchSpaceHookConf:
-    name: str | None = None  # a hook registered with experiments.sweep.space.register_search_space
-    args: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class SweeperConf:
+    # hydra/sweeper/sampler=random selects a sampler as with Hydra's Optuna sweeper; the
+    # sampler: {name: ...} form sets the same node.
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"sampler": "tpe"}])
     _target_: str = SWEEPER_TARGET
     sampler: SamplerConf = field(default_factory=SamplerConf)
     pruner: PrunerConf = field(default_factory=PrunerConf)
@@ -63,7 +60,9 @@ class SweeperConf:
     epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
     reuse_duplicates: bool = True  # a configuration already trained gets that trial's values, no training
     params: dict[str, Any] = field(default_factory=dict)
-    custom_search_space: SearchSpaceHookConf = field(default_factory=SearchSpaceHookConf)
+    # {name, args}: a hook registered with experiments.sweep.space.register_search_space; or,
+    # as with Hydra's Optuna sweeper, the dotted path of fn(cfg, trial)
+    custom_search_space: Any = field(default_factory=lambda: {"name": None, "args": {}})
     constraints: ConstraintsConf = field(default_factory=ConstraintsConf)
     max_failure_rate: float = 0.5  # abort when more than this share of trials fail...
     min_trials_for_failure_rate: int = 4  # ...once at least this many have finished
@@ -85,8 +84,15 @@ class ProcessLauncherConf:
     max_worker_growth_mb: float | None = 400  # replace the workers once one grew this much (null: never)
 
 
+# hydra/sweeper/sampler=<name>: ours, and Hydra's Optuna sweeper's names for them (motpe is
+# kept so that its choice gets Optuna's answer: removed, use tpe)
+SAMPLER_GROUP = ("tpe", "random", "gp", "qmc", "grid", "nsga2", "cmaes", "nsgaii", "motpe")
+
+
 def register_configs() -> None:
     store = ConfigStore.instance()
+    for name in SAMPLER_GROUP:
+        store.store(group="hydra/sweeper/sampler", name=name, node=SamplerConf(name=name), provider="resnet_blocks")
     store.store(group="hydra/sweeper", name="resnet_blocks", node=SweeperConf, provider="resnet_blocks")
     store.store(
         group="hydra/launcher", name="resnet_blocks_process", node=ProcessLauncherConf, provider="resnet_blocks"
