@@ -230,6 +230,7 @@ def run_task(
         + f" | {result.cost.trainable_params:,} params, {result.cost.macs / 1e6:,.1f} M MACs"
         + f" | {result.images_per_s:,.0f} img/s, {result.wall_time_s:.1f} s"
         + (f" | mlflow run {tracker.run_id}" if tracker.run_id else "")
+        + (f" | {tracker.page}" if tracker.run_id and tracker.page else "")
         + (f" | model {model_uri}" if model_uri else "")
     )
     log.info(summary)

@@ -101,6 +101,18 @@ def check_tracking_uri(uri: str) -> None:
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
+def ui_link(tracking_uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The MLflow UI's page of an experiment (or run) in its *Model training* view, for an
+    HTTP tracking server; None for a local store (``mlflow ui`` serves it: see the README).
+
+    MLflow 3.17's UI opens experiments in its GenAI view unless the link says otherwise (the
+    ``mlflow.experimentKind`` tag alone does not change it)."""
+    if not str(tracking_uri).startswith(("http://", "https://")):
+        return None
+    page = f"/runs/{run_id}" if run_id else "/runs"
+    return f"{str(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}{page}?workflowType=machine_learning"
+
+
 def get_or_create_experiment(name: str) -> str:
     import mlflow
 
@@ -241,11 +253,17 @@ class RunTracker:
     :class:`StoreLost`, naming ``tracking.tracking_uri`` and the local directory that holds the
     config, every metric and the model."""
 
+    @property
+    def page(self) -> str | None:
+        """This run's page in the MLflow UI, for an HTTP tracking server."""
+        return ui_link(self.tracking_uri, self.experiment_id, self.run_id) if self.run_id else None
+
     def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.retry_s = retry_s
         self.run_id: str | None = None
+        self.experiment_id: str | None = None
         self.lost: BaseException | None = None  # the store's failure, once it failed
         self.local: LocalRecord | None = None
         self._background: _BackgroundMetrics | None = None  # per-epoch metrics being written
@@ -274,7 +292,7 @@ class RunTracker:
         # a failing store is reported here, once, in one line.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment_id = get_or_create_experiment(self.experiment_name)
+        experiment_id = self.experiment_id = get_or_create_experiment(self.experiment_name)
         all_tags = {**package_versions(), **process_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
@@ -581,7 +599,7 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 class NullTracker:
     """Stands in for :class:`RunTracker` when tracking is disabled (benchmarks)."""
 
-    run_id = None
+    run_id = page = None
 
     @contextmanager
     def open(self, **_: Any):
@@ -606,6 +624,7 @@ class StudyRuns:
         from mlflow.tracking import MlflowClient
 
         mlflow.set_tracking_uri(tracking_uri)
+        self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self.experiment_id = get_or_create_experiment(experiment_name)
 

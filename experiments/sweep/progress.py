@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
+from rich import box
 from rich.console import Console
 from rich.markup import escape as esc  # user text (overrides, reasons) is not markup
 from rich.table import Table
@@ -78,25 +79,29 @@ class Progress:
 
     def summary(self, summary: dict) -> None:
         """The trials table (accuracies with their standard errors, ties marked), best trial(s), warnings."""
+        # One line per trial at 80 columns: no vertical rules, short states, compact counts.
         table = Table(
-            title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items())
+            title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()),
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            collapse_padding=True,
         )
         se_col = _se_column(summary, self.objectives)
         se_name = None if se_col is None else self.objectives[se_col]
         for col in ("trial", "state", *self.objectives, "architecture", "params", "MACs"):
             right = col in ("trial", "params", "MACs")
-            table.add_column(col, justify="right" if right else "left", no_wrap=col == se_name)  # "p ± se" whole
+            table.add_column(col, justify="right" if right else "left", no_wrap=col in (se_name, "architecture"))
         best_numbers = {b["number"] for b in summary["best"]}
         for row in summary["trials"]:
             values = row["values"] or [None] * len(self.objectives)
             mark = "*" if row["number"] in best_numbers else "≈" if row.get("tied_with_best") else ""
             table.add_row(
                 f"{mark}t{row['number']:02d}",
-                row["state"] + (" (rejected)" if row.get("rejected") else ""),
+                "rejected" if row.get("rejected") else row["state"],
                 *(_value(v, row.get("se") if i == se_col else None) for i, v in enumerate(values)),
                 esc(row.get("arch") or "-"),
-                f"{row['params']:,}" if row.get("params") else "-",
-                f"{row['macs']:,}" if row.get("macs") else "-",
+                _count(row.get("params")),
+                _count(row.get("macs")),
             )
         if se_col is not None:
             table.caption = (
@@ -129,6 +134,16 @@ class Progress:
 
     def report(self, path) -> None:
         self.console.print(f"report: {esc(str(Path(path).resolve()))}")
+
+
+def _count(n: int | None) -> str:
+    """12,345,678 -> 12.3M (a table column, not a record: the exact counts are in trials.csv)."""
+    if not n:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
 
 
 def _se_column(summary: dict, objectives: list[str]) -> int | None:

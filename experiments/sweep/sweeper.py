@@ -631,6 +631,7 @@ class SweeperImpl:
 
     def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
         from experiments.sweep.report import log_summary, study_summary, write_optimization_results, write_report
+        from experiments.tracking import ui_link
 
         results = write_optimization_results(study, Path(self.config.hydra.sweep.dir))
         if not self.resnet:
@@ -650,6 +651,8 @@ class SweeperImpl:
                 log_summary(runs, parent, study, summary, compose=compose, report_copy=report)
             finally:
                 runs.end(parent, status, reason)
+            if link := ui_link(runs.tracking_uri, runs.experiment_id, parent):
+                progress.note(f"MLflow: {link}")
         else:
             write_report(report, study, summary, compose=compose)
         progress.report(report)

@@ -99,6 +99,24 @@ def test_experiment_page_shows_the_study_and_its_trials(ui, page):
     page.screenshot(path=str(ARTIFACTS / "experiment_runs.png"), full_page=True)
 
 
+def test_our_links_open_the_experiment_as_training_runs(ui, page):
+    """MLflow 3.17's UI opens experiments in its GenAI view (traces, evaluations); the links
+    runs and sweeps print (experiments.tracking.ui_link) open the Model training view."""
+    from experiments.tracking import ui_link
+
+    url, client = ui
+    exp, parent, _ = _sweep_runs(client)
+    page.goto(ui_link(url, exp.experiment_id))
+    nav = page.get_by_role("navigation").first
+    nav.get_by_text("Model registry", exact=True).wait_for()
+    assert "Evaluation runs" not in nav.inner_text() and "Judges" not in nav.inner_text()
+    page.get_by_role("link", name="quick", exact=True).wait_for()  # the runs table, with the study's parent run
+    page.screenshot(path=str(ARTIFACTS / "experiment_training_view.png"), full_page=True)
+    page.goto(ui_link(url, exp.experiment_id, parent.info.run_id))
+    page.get_by_text("quick").first.wait_for()
+    assert "Model registry" in page.get_by_role("navigation").first.inner_text()
+
+
 def test_trial_page_charts_metrics_by_epoch(ui, page):
     url, client = ui
     exp, _, children = _sweep_runs(client)

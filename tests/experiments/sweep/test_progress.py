@@ -1,0 +1,36 @@
+"""What a person watching a sweep sees fits an 80-column terminal."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from experiments.sweep.progress import Progress
+
+
+def _summary(n: int) -> dict:
+    archs = ["bottleneck_v1 d2-3-4 w32 s112", "regular_v1 d3-3-3 w16 s121", "bottleneck d1-1-1 w32 s122"]
+    trials = []
+    for i in range(n):
+        trials.append({
+            "number": i, "state": ["COMPLETE", "PRUNED", "FAIL"][i % 3], "rejected": "over budget" if i == 4 else None,
+            "values": [0.4123 + i / 100] if i % 3 == 0 else None, "se": 0.0123, "arch": archs[i % 3],
+            "params": 1_234_567 * (i + 1), "macs": 345_678_901 * (i + 1), "tied_with_best": i == 3,
+        })  # fmt: skip
+    best = [{"number": 9, "values": [0.49], "se": 0.0123, "command": "python -m experiments.run model.block=regular"}]
+    return {"study_name": "blocks", "counts": {"COMPLETE": 4, "PRUNED": 4, "FAIL": 2}, "trials": trials,
+            "best": best, "num_val": 5000, "se_of": "val/accuracy", "warnings": []}  # fmt: skip
+
+
+def test_the_trials_table_keeps_one_line_per_trial_at_80_columns():
+    progress = Progress(10, ["val/accuracy"], ["maximize"])
+    out = io.StringIO()
+    progress.console = Console(file=out, width=80, highlight=False, color_system=None)
+    progress.summary(_summary(10))
+    lines = out.getvalue().splitlines()
+    table = [ln for ln in lines if "t0" in ln and "d" in ln]
+    assert len(table) == 10, "\n".join(lines)  # each trial's row whole, architecture unwrapped
+    assert all(len(ln) <= 80 for ln in lines if not ln.lstrip().startswith("retrain")), "\n".join(lines)
+    assert any("rejected" in ln and "t04" in ln for ln in table)
+    assert any("12.3M" in ln for ln in table)  # params 12,345,670 in short form
