@@ -108,6 +108,7 @@ class TrackingConfig:
     log_model: bool = True  # an MLflow Model (keras flavour) that takes raw images
     register_model: str | None = None  # also register it as a new version of this Model Registry name
     retry_s: float = 30.0  # how long a request to an unresponsive tracking server is retried
+    system_metrics: bool = False  # CPU, memory, disk, network (and GPU with nvidia-ml-py) as system/* metrics
     log_summary: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 

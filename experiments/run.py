@@ -142,7 +142,8 @@ def _tracker(cfg: DictConfig):
         reaped = reap_dead_runs(cfg.tracking.tracking_uri)
         if reaped:
             log.warning("marked KILLED %d run(s) left RUNNING by processes that are gone: %s", len(reaped), reaped)
-    return RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name, retry_s=cfg.tracking.retry_s)
+    t = cfg.tracking
+    return RunTracker(t.tracking_uri, t.experiment_name, retry_s=t.retry_s, system_metrics=t.system_metrics)
 
 
 def run_task(

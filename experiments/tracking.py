@@ -258,10 +258,13 @@ class RunTracker:
         """This run's page in the MLflow UI, for an HTTP tracking server."""
         return ui_link(self.tracking_uri, self.experiment_id, self.run_id) if self.run_id else None
 
-    def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0):
+    def __init__(
+        self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0, system_metrics: bool = False
+    ):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.retry_s = retry_s
+        self.system_metrics = system_metrics  # MLflow's own sampler (psutil), every 10 s by default
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.lost: BaseException | None = None  # the store's failure, once it failed
@@ -305,6 +308,7 @@ class RunTracker:
             run_name=None if run_id else run_name,
             parent_run_id=parent_run_id,
             tags=all_tags,
+            log_system_metrics=self.system_metrics,
         )
         self.run_id = run.info.run_id
         self.lost = None
