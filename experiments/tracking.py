@@ -258,9 +258,7 @@ class RunTracker:
         """This run's page in the MLflow UI, for an HTTP tracking server."""
         return ui_link(self.tracking_uri, self.experiment_id, self.run_id) if self.run_id else None
 
-    def __init__(
-        self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0, system_metrics: bool = False
-    ):
+    def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0, system_metrics: bool = False):
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment_name
         self.retry_s = retry_s

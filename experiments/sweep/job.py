@@ -94,6 +94,26 @@ class OptunaPruning(keras.callbacks.Callback):
             self._writer.flush()
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch, named by the trial (Keras's own lines are off in sweeps: from
+    several workers they interleave and carry no trial id)."""
+
+    def __init__(self, number: int, epochs: int, monitor: str):
+        super().__init__()
+        self.number, self.epochs, self.monitor = number, epochs, monitor
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = {"train/loss": logs.get("loss"), self.monitor: logs.get(keras_name(self.monitor))}
+        values = " ".join(f"{k}={float(v):.4f}" for k, v in shown.items() if v is not None)
+        log.info(
+            "t%02d epoch %d/%d: %s (%.1f s)", self.number, epoch + 1, self.epochs, values, time.monotonic() - self._t0
+        )
+
+
 def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: float = 120.0) -> None:
     """Wait until the study knows how trials ``numbers`` ended: they trained before this
     trial, and the sweeper tells each one a few milliseconds after its job has returned."""
@@ -187,11 +207,15 @@ def run_trial(cfg: DictConfig):
     # Trials are selected on validation only: the test split is for finalized runs.
     with read_write(cfg):
         cfg.trainer.evaluate_test = False
+        cfg.trainer.verbose = 0  # (EpochLine prints each epoch with the trial's number)
     trial = open_trial(cfg)
     study = trial.study
     multi = len(study.directions) > 1
     writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
-    callbacks = (OptunaPruning(trial, t.monitor, report=not multi, writer=writer),)
+    callbacks = (
+        OptunaPruning(trial, t.monitor, report=not multi, writer=writer),
+        EpochLine(t.number, cfg.trainer.epochs, t.monitor),
+    )
     name = f"t{t.number:02d} {arch_label(cfg.model)}"
     tags = {"sweep.study": t.study_name, "sweep.trial": str(t.number), "sweep.role": "trial"}
     if t.retry_of is not None:

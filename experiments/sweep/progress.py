@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,27 @@ class Progress:
         self.n_trials, self.objectives, self.directions = n_trials, objectives, directions
         self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self.done = 0
+        self._started, self._done_at_start = time.monotonic(), 0
 
     def start(self, study_name: str, done: int, storage: str) -> None:
         self.done = done
+        self._started, self._done_at_start = time.monotonic(), done
         resumed = f", resuming with {done} done" if done else ""
         self.console.rule(f"[bold]sweep {study_name}[/]: {self.n_trials} trials{resumed} ({storage})")
+
+    def count(self) -> str:
+        """``[■■■■□□□□□□ 5/12, 1:23, ETA 1:56]``: trials done, elapsed time, and the time left
+        at this invocation's pace so far."""
+        width = 10
+        filled = min(width, round(width * self.done / max(1, self.n_trials)))
+        elapsed = time.monotonic() - self._started
+        here = self.done - self._done_at_start
+        eta = (
+            f", ETA {_clock(elapsed / here * (self.n_trials - self.done))}"
+            if here and self.done < self.n_trials
+            else ""
+        )
+        return f"[{'■' * filled}{'□' * (width - filled)} {self.done}/{self.n_trials}, {_clock(elapsed)}{eta}]"
 
     def note(self, text: str) -> None:
         self.console.print(f"[dim]{esc(text)}[/]")
@@ -51,14 +68,14 @@ class Progress:
     def rejected(self, number: int, arch: str | None, reason: str) -> None:
         self.done += 1
         self.console.print(
-            f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  [{self.done}/{self.n_trials}]"
+            f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  {esc(self.count())}"
         )
 
     def reused(self, number: int, same: int, arch: str) -> None:
         self.done += 1
         self.console.print(
             f"[cyan]t{number:02d} repeats t{same:02d}[/] ({esc(arch)}): its values reused, not retrained"
-            f"  [{self.done}/{self.n_trials}]"
+            f"  {esc(self.count())}"
         )
 
     def finished(self, trial: FrozenTrial, study) -> None:
@@ -71,7 +88,7 @@ class Progress:
             text += f" ({esc(trial.user_attrs.get('pruned_reason', 'pruned'))})"
         else:
             text += f" ({esc(trial.user_attrs.get('fail_reason', ''))})"
-        text += f"  [{self.done}/{self.n_trials}]"
+        text += f"  {esc(self.count())}"
         best = _best_text(study, self.objectives)
         if best:
             text += f"  best: {esc(best)}"
@@ -134,6 +151,13 @@ class Progress:
 
     def report(self, path) -> None:
         self.console.print(f"report: {esc(str(Path(path).resolve()))}")
+
+
+def _clock(seconds: float) -> str:
+    """1:23, or 1:02:03 past an hour."""
+    m, sec = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 def _count(n: int | None) -> str:
