@@ -158,6 +158,25 @@ def test_joblib_launcher_on_one_machine(tmp_path, pg_url, mlflow_server):
     assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
 
 
+def test_submitit_local_launcher_takes_the_slurm_path(tmp_path, pg_url, mlflow_server):
+    """``hydra/launcher=submitit_local``: submitit's local executor pickles each job and reads
+    its result back as its SLURM executor does (the recipe for a cluster, run here)."""
+    experiment = "submitit"
+    proc = subprocess.run(
+        worker_cmd(tmp_path, pg_url, mlflow_server, experiment, "hydra/launcher=submitit_local",
+                   "hydra.launcher.timeout_min=10", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4",
+                   "trainer.epochs=1"),
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    study = optuna.load_study(study_name="quick", storage=pg_url)
+    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    _, children = runs(mlflow_server, experiment)
+    assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" for r in children)
+    assert list((tmp_path / "multirun").glob("*/.submitit/*/*_result.pkl"))  # submitit's own result files
+
+
 def test_unreachable_services_fail_at_start(tmp_path, pg_url):
     dead_db = "postgresql://postgres@127.0.0.1:9/nowhere"
     proc = subprocess.run(worker_cmd(tmp_path, dead_db, f"sqlite:///{tmp_path}/m.db", "x"),
