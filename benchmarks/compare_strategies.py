@@ -45,6 +45,16 @@ STRATEGIES: dict[str, dict[str, Any]] = {
                       "pruner": {"name": "hyperband", "options": {"min_resource": 1, "max_resource": 10, "reduction_factor": 3}}},
     "random+median": {"sampler": {"name": "random"},
                       "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 1}}},
+    # candidates for the shipped defaults: fewer random start-up trials, later pruning
+    "tpe4": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}}, "pruner": {"name": "none"}},
+    "tpe4+median(warm-up 3)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                               "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 3}}},
+    "tpe4+median(warm-up 5)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                               "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 5}}},
+    "tpe4+hyperband": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                       "pruner": {"name": "hyperband", "options": {"min_resource": 1, "max_resource": 10, "reduction_factor": 3}}},
+    "tpe4+successive-halving(min 3)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                                       "pruner": {"name": "successive_halving", "options": {"min_resource": 3, "reduction_factor": 3}}},
 }  # fmt: skip
 MULTI_STRATEGIES: dict[str, dict[str, Any]] = {
     "random": {"sampler": {"name": "random"}, "pruner": {"name": "none"}},
@@ -196,7 +206,18 @@ def compare_multi(table: Table, seeds: int, budget: int) -> dict:
     return {"rows": rows, "oracle": best / (ref[1] * (1 - ref[0])), "runs": runs}
 
 
-def markdown(result: dict, multi: dict | None) -> str:
+def early_ranking(table: Table, epochs=(1, 2, 3, 5, 7)) -> dict[int, float]:
+    """Spearman rank correlation, over the tabled runs, between the validation accuracy after
+    ``k`` epochs and the held-out test accuracy after the last: how well a pruner's early
+    view ranks what a finished run would deliver."""
+    from scipy.stats import spearmanr
+
+    curves = [c for runs in table.runs.values() for c in runs.values()]
+    finals = [c.test_accuracy for c in curves]
+    return {k: float(spearmanr([c.val_accuracy[k - 1] for c in curves], finals).statistic) for k in epochs}
+
+
+def markdown(result: dict, multi: dict | None, ranking: dict[int, float] | None = None) -> str:
     b = result["budget"]
     lines = [
         f"Incumbent held-out test accuracy (mean of its tabled seeds) after {b} epochs, over "
@@ -210,6 +231,11 @@ def markdown(result: dict, multi: dict | None) -> str:
         f, e = r["final"], r["reach"]
         lines.append(f"| {r['strategy']} | {f[1]:.4f} [{f[0]:.4f}, {f[2]:.4f}] | {_epochs(e[1])} [{_epochs(e[0])}, {_epochs(e[2])}] "
                      f"| {_share(r['reach_share'])} | {r['never']}/{result['seeds']} |")  # fmt: skip
+    if ranking:
+        lines += ["", "Rank correlation (Spearman) of the validation accuracy after k epochs with the final held-out "
+                  "test accuracy, over all tabled runs:", "",
+                  "| k | " + " | ".join(str(k) for k in ranking) + " |", "|---|" + "---|" * len(ranking),
+                  "| rho | " + " | ".join(f"{v:.2f}" for v in ranking.values()) + " |"]  # fmt: skip
     if multi:
         lines += ["", f"Multi-objective (val accuracy up, MACs down), normalised hypervolume of the completed "
                   f"configurations in (test accuracy, MACs) after {b} epochs; all tabled: {multi['oracle']:.4f}.", "",
@@ -262,7 +288,11 @@ def main(argv=None) -> None:
     multi = None if args.no_multi else compare_multi(table, args.seeds, args.epoch_budget)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "strategies.json").write_text(json.dumps({"single": result, "multi": multi}, default=str))
-    md = markdown(result, multi)
+    (args.out / "table_stats.json").write_text(
+        json.dumps({"configurations": len(table.runs), "oracle": result["oracle"]})
+    )
+    ranking = early_ranking(table)
+    md = markdown(result, multi, ranking)
     (args.out / "strategies.md").write_text(md)
     plot(result, args.out / "strategies.png")
     print(md)

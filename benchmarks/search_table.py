@@ -169,6 +169,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra- and inter-op threads (0: default)")
     p.add_argument("--limit", type=int, default=None, help="train at most this many runs (timing)")
+    p.add_argument("--shard", default="0/1", help="I/N: train only runs I, I+N, ... (N processes, one core each)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_table.csv")
     args = p.parse_args(argv)
     import tensorflow as tf
@@ -183,12 +184,13 @@ def main(argv=None) -> None:
             "fixed": {"model.shortcut": "projection", "model.stem_width": 16, "trainer": "conf/trainer/default.yaml"}}  # fmt: skip
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     done = done_runs(args.out, args.epochs)
+    shard, shards = (int(v) for v in args.shard.split("/"))
     todo = [(seed, c) for seed in args.seeds for c in configurations()]
     data_cache: dict = {}
     trained = 0
     for i, (seed, config) in enumerate(todo):
         key = (config["model.block"], *(label(config[k]) for k in KEYS[1:]), str(seed))
-        if key in done:
+        if key in done or i % shards != shard:
             continue
         if args.limit is not None and trained >= args.limit:
             break
