@@ -22,6 +22,7 @@ from experiments.background import OrderedWriter
 from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
 from experiments.run import RunPlan, arch_label, build_for_training, dry_build, run_task
+from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
 from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, over_budget, shared_storage
 from experiments.train import BuiltModel
@@ -81,12 +82,12 @@ class OptunaPruning(keras.callbacks.Callback):
 
         Optuna's ``report`` writes the value, then adds it to the trial's local copy, which is
         what ``should_prune`` reads; here the local copy comes first and the write follows."""
-        local = getattr(self.trial, "_cached_frozen_trial", None)
+        local = local_trial(self.trial)
         if self._writer is None or local is None or step in local.intermediate_values:
             self.trial.report(value, step)  # (a repeated step: Optuna warns and ignores it)
             return
         local.intermediate_values[step] = value
-        self._writer.submit(self.trial.storage.set_trial_intermediate_value, self.trial._trial_id, step, value)  # noqa: SLF001
+        self._writer.submit(self.trial.storage.set_trial_intermediate_value, trial_id(self.trial), step, value)
 
     def flush(self) -> None:
         """Wait until every report is in the study; raise a write's error."""
@@ -197,8 +198,8 @@ def open_trial(cfg: DictConfig) -> optuna.Trial:
     t = cfg.trial
     storage = shared_storage(t.storage)
     study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, t.number)  # noqa: SLF001
-    return optuna.Trial(study, trial_id)
+    number = storage.get_trial_id_from_study_id_trial_number(study_id(study), t.number)
+    return optuna.Trial(study, number)
 
 
 def run_trial(cfg: DictConfig):

@@ -34,7 +34,7 @@ from typing import Any
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import open_dict
 
 from experiments.signals import ignore_termination
@@ -537,6 +537,6 @@ class ProcessLauncherImpl:
 
 
 def _failed(overrides: Sequence[str], err: BaseException) -> JobReturn:
-    ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-    ret._return_value = err  # noqa: SLF001 - JobReturn keeps a failure's exception here
-    return ret
+    from experiments.sweep.internals import failed_job
+
+    return failed_job(JobReturn(overrides=list(overrides)), err)

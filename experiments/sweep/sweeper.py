@@ -31,6 +31,7 @@ from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.checks import check_added_keys, check_searched_keys, worker_seed
+from experiments.sweep.internals import frozen, job_error, storage_of, trial_id
 from experiments.sweep.progress import Progress
 from experiments.sweep.space import Param, parse_param, parse_space, sample, search_space_hook
 from hydra_plugins.resnet_blocks_sweeper._config import SweeperConf
@@ -306,7 +307,7 @@ class SweeperImpl:
                 with warnings.catch_warnings():  # our Heartbeats thread beats for asked trials
                     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
                     trial = study.ask()
-                self._heartbeats.add(trial._trial_id)  # noqa: SLF001
+                self._heartbeats.add(trial_id(trial))
                 asked.append(trial)
         return None, asked
 
@@ -380,7 +381,7 @@ class SweeperImpl:
                 for p in in_flight.values():
                     p.trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
                     study.tell(p.trial, state=TrialState.FAIL)
-                    self._heartbeats.remove(p.trial._trial_id)  # noqa: SLF001
+                    self._heartbeats.remove(trial_id(p.trial))
                 self._live = set()
                 self._reconcile(study, runs, parent)  # their MLflow runs end KILLED
             raise
@@ -443,11 +444,11 @@ class SweeperImpl:
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number in self._live:
                     continue
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # noqa: SLF001
-                study._storage.set_trial_user_attr(
-                    t._trial_id, st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)"
-                )  # noqa: SLF001
-                retry(study, study._storage.get_trial(t._trial_id))  # noqa: SLF001
+                storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
+                storage_of(study).set_trial_user_attr(
+                    trial_id(t), st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)"
+                )
+                retry(study, frozen(study, t))
         if runs and parent:
             trials = study.get_trials(deepcopy=False)
             live = {t.number for t in trials if t.state == TrialState.RUNNING}
@@ -469,7 +470,7 @@ class SweeperImpl:
         from experiments.run import arch_label, plan_run
 
         c = self.conf
-        retry_of = st.retried_from(study._storage.get_trial(trial._trial_id))  # noqa: SLF001
+        retry_of = st.retried_from(frozen(study, trial))
         values = sample(trial, params, hook)
         overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
@@ -539,7 +540,7 @@ class SweeperImpl:
         self._record_unlaunched(trial, values, arch, tags, "FINISHED", runs, parent)
         study.tell(trial, list(same.values))
         if self._heartbeats is not None:
-            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
+            self._heartbeats.remove(trial_id(trial))
         if self._progress is not None:
             self._progress.reused(trial.number, same.number, arch)
         return True
@@ -552,7 +553,7 @@ class SweeperImpl:
         self._record_unlaunched(trial, values, arch or "invalid", tags, "FINISHED", runs, parent)
         study.tell(trial, state=TrialState.PRUNED)
         if self._heartbeats is not None:
-            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
+            self._heartbeats.remove(trial_id(trial))
         if self._progress is not None:
             self._progress.rejected(trial.number, arch, reason)
 
@@ -573,9 +574,9 @@ class SweeperImpl:
         self._record_unlaunched(trial, values, trial.user_attrs.get(ARCH_ATTR, "failed"), tags, "FAILED", runs, parent)
         study.tell(trial, state=TrialState.FAIL)
         if self._heartbeats is not None:
-            self._heartbeats.remove(trial._trial_id)  # noqa: SLF001
+            self._heartbeats.remove(trial_id(trial))
         if self._progress is not None:
-            self._progress.finished(study._storage.get_trial(trial._trial_id), study)  # noqa: SLF001
+            self._progress.finished(frozen(study, trial), study)
 
     def _launch(self, study, batch: list[Pending], runs, progress: Progress) -> None:
         for p in batch:
@@ -596,8 +597,8 @@ class SweeperImpl:
 
     def _record(self, study, p: Pending, ret, runs, progress: Progress) -> None:
         """Tell the study how a launched trial ended; tag its MLflow run; print it."""
-        if ret.status != JobStatus.COMPLETED and isinstance(ret._return_value, st.TrialNotTrained):  # noqa: SLF001
-            self._record_not_trained(study, p, ret._return_value, runs)  # noqa: SLF001
+        if ret.status != JobStatus.COMPLETED and isinstance(job_error(ret), st.TrialNotTrained):
+            self._record_not_trained(study, p, job_error(ret), runs)
             return
         state, values, reason = _outcome(ret)
         if reason:
@@ -607,9 +608,9 @@ class SweeperImpl:
             study.tell(p.trial, values)
         else:
             study.tell(p.trial, state=state)
-        self._heartbeats.remove(p.trial._trial_id)  # noqa: SLF001
-        frozen = study._storage.get_trial(p.trial._trial_id)  # noqa: SLF001
-        run_id = frozen.user_attrs.get(st.MLFLOW_RUN_ATTR)
+        self._heartbeats.remove(trial_id(p.trial))
+        told = frozen(study, p.trial)
+        run_id = told.user_attrs.get(st.MLFLOW_RUN_ATTR)
         if runs and run_id:
             runs.set_tags(
                 run_id,
@@ -618,7 +619,7 @@ class SweeperImpl:
                     **({"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}),
                 },
             )
-        progress.finished(frozen, study)
+        progress.finished(told, study)
 
     def _record_not_trained(self, study, p: Pending, err: st.TrialNotTrained, runs) -> None:
         """A job found its model invalid, over budget or unbuildable before recording anything:
@@ -747,7 +748,7 @@ def _outcome(ret) -> tuple[TrialState, Any, str | None]:
         if not all(math.isfinite(v) for v in values):
             return TrialState.FAIL, None, f"non-finite objective value(s): {values}"
         return TrialState.COMPLETE, values, None
-    err = ret._return_value  # noqa: SLF001 - the exception the job raised
+    err = job_error(ret)
     if isinstance(err, optuna.TrialPruned):
         return TrialState.PRUNED, None, str(err) or "pruned"
     return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
