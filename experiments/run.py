@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hydra
@@ -146,26 +146,33 @@ def _tracker(cfg: DictConfig):
     return RunTracker(t.tracking_uri, t.experiment_name, retry_s=t.retry_s, system_metrics=t.system_metrics)
 
 
-def run_task(
-    cfg: DictConfig,
-    *,
-    callbacks: tuple = (),
-    parent_run_id: str | None = None,
-    run_name: str | None = None,
-    tags: dict[str, str] | None = None,
-    on_tracker=None,
-    ended_ok: tuple[type[BaseException], ...] = (),
-    slot=None,
-    vet=None,
-) -> float | tuple[float, ...]:
-    """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several).
+@dataclass
+class RunHooks:
+    """What a caller (a sweep's job) adds to a run, all optional.
 
     ``slot``: entered right before fitting (see :func:`experiments.train.train`).
-
     ``vet(plan)``: called before anything is recorded; builds the model (returns
     :func:`build_for_training`'s result) and raises if it must not be trained: a sweep's job
-    checks its trial's model this way."""
-    plan = plan_run(cfg, build=cfg.trial.number is None)
+    checks its trial's model this way (the run then skips its own dry build).
+    ``on_tracker(tracker)``: called once the MLflow run is open.
+    ``ended_ok``: exceptions that end the run FINISHED (a pruned trial) and are re-raised."""
+
+    callbacks: tuple = ()
+    parent_run_id: str | None = None
+    run_name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    on_tracker: Any = None
+    ended_ok: tuple[type[BaseException], ...] = ()
+    slot: Any = None
+    vet: Any = None
+
+
+def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[float, ...]:
+    """Train ``cfg`` and return its objective value(s) (one float, or a tuple for several)."""
+    h = hooks or RunHooks()
+    callbacks, parent_run_id, run_name, tags = h.callbacks, h.parent_run_id, h.run_name, h.tags
+    on_tracker, ended_ok, slot, vet = h.on_tracker, h.ended_ok, h.slot, h.vet
+    plan = plan_run(cfg, build=vet is None)
     built = vet(plan) if vet is not None else None
     tracker = _tracker(cfg)
     label = arch_label(cfg.model)

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, read_write
 from experiments.background import OrderedWriter
 from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
-from experiments.run import RunPlan, arch_label, build_for_training, dry_build, run_task
+from experiments.run import RunHooks, RunPlan, arch_label, build_for_training, dry_build, run_task
 from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
 from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, over_budget, shared_storage
@@ -227,8 +227,7 @@ def run_trial(cfg: DictConfig):
             trial.set_user_attr(MLFLOW_RUN_ATTR, tracker.run_id)
 
     try:
-        return run_task(
-            cfg,
+        hooks = RunHooks(
             callbacks=callbacks,
             parent_run_id=t.parent_run_id,
             run_name=name,
@@ -238,6 +237,7 @@ def run_trial(cfg: DictConfig):
             slot=training_slot(t.number),
             vet=functools.partial(_vet, cfg, trial, writer),
         )
+        return run_task(cfg, hooks)
     finally:
         try:
             writer.close()  # (training flushed it already, unless it failed: then this is secondary)

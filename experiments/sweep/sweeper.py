@@ -59,6 +59,23 @@ class Pending:
     spec_key: str = ""  # the resolved architecture (repr of its spec)
 
 
+@dataclass
+class SweepRun:
+    """One invocation of the sweep: what each step of the loop reads."""
+
+    study: Any
+    storage: Any
+    params: list[Param]
+    fixed: list[str]
+    hook: Any  # the conditional search space (experiments.sweep.space.search_space_hook)
+    monitor: str | None  # the metric jobs report for pruning (None for a plain task)
+    objectives: list[str]
+    runs: Any = None  # experiments.tracking.StudyRuns, when tracking
+    parent: str | None = None  # the study's MLflow parent run
+    progress: Progress | None = None
+    started: float = 0.0
+
+
 class SweeperImpl:
     def __init__(self, config: dict[str, Any]):
         base = OmegaConf.structured(SweeperConf)
@@ -244,7 +261,8 @@ class SweeperImpl:
             study.set_user_attr(st.PARENT_RUN_ATTR, parent)
             runs.set_tags(parent, {"sweep.objectives": ",".join(objectives), "sweep.directions": ",".join(directions),
                                    "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials})  # fmt: skip
-        self._reconcile(study, runs, parent)
+        self.run = SweepRun(study, storage, params, fixed, hook, monitor, objectives, runs, parent)
+        self._reconcile()
 
         if c.setup_only:
             print(f"study {c.study_name!r} ready in {c.storage} ({len(study.trials)} trials)"
@@ -260,11 +278,12 @@ class SweeperImpl:
         # objects: 0.37 s a trial down to 0.01 s (benchmarks/sweep_overhead.py, quick sweep).
         gc.collect()
         gc.freeze()
-        started = time.monotonic()
+        started = self.run.started = time.monotonic()
+        self.run.progress = progress
         status, reason = "FINISHED", None
         loop = self._pipelined_loop if pipelined else self._batch_loop
         try:
-            loop(study, storage, started, params, fixed, hook, monitor, parent, runs, progress)
+            loop()
             _check_some_finished(study)
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
             status, reason = "KILLED", interruption_reason(err)
@@ -284,12 +303,13 @@ class SweeperImpl:
                 except Exception:  # noqa: BLE001 - storage gone; still record the wall time
                     done = 0
                 runs.log_metric(parent, "sweep/wall_s", time.monotonic() - started, step=done)
-            self._finish(study, runs, parent, objectives, progress, status, reason)
+            self._finish(status, reason)
         return None
 
-    def _ask(self, study, storage, started: float, limit: int) -> tuple[str | None, list]:
+    def _ask(self, limit: int) -> tuple[str | None, list]:
         """Up to ``limit`` new trials, or why the sweep stops ("" once n_trials are done)."""
         c = self.conf
+        study, storage, started = self.run.study, self.run.storage, self.run.started
         asked = []
         with st.study_lock(storage, c.study_name):  # count + ask atomically across workers
             trials = study.get_trials(deepcopy=False)
@@ -311,27 +331,29 @@ class SweeperImpl:
                 asked.append(trial)
         return None, asked
 
-    def _batch_loop(self, study, storage, started, params, fixed, hook, monitor, parent, runs, progress) -> None:
+    def _batch_loop(self) -> None:
         """Any Hydra launcher: launch ``n_jobs`` trials, wait for all of them, repeat."""
+        progress = self.run.progress
         while True:
-            stop, asked = self._ask(study, storage, started, self.conf.n_jobs)
+            stop, asked = self._ask(self.conf.n_jobs)
             if stop is not None:
                 if stop:
                     progress.note(stop)
                 return
             if not asked:  # other workers are running the last trials: wait for them
                 time.sleep(2)
-                self._reconcile(study, runs, parent)
+                self._reconcile()
                 continue
-            batch = [p for t in asked if (p := self._prepare(study, t, params, fixed, hook, monitor, parent, runs))]
+            batch = [p for t in asked if (p := self._prepare(t))]
             if batch:
-                self._launch(study, batch, runs, progress)
+                self._launch(batch)
 
-    def _pipelined_loop(self, study, storage, started, params, fixed, hook, monitor, parent, runs, progress) -> None:
+    def _pipelined_loop(self) -> None:
         """Our launcher: keep ``n_jobs + prefetch`` trials in flight. Each finished trial is
         told at once and the next one asked, so no worker waits for a batch's slowest trial,
         and the next trials' set-up overlaps the training of the current ones."""
         c = self.conf
+        study, progress = self.run.study, self.run.progress
         capacity = c.n_jobs + c.prefetch
         in_flight: dict[Future, Pending] = {}
         stop: str | None = None
@@ -345,13 +367,13 @@ class SweeperImpl:
                 if stop is None and not recycling and len(in_flight) < capacity:
                     try:
                         # One at a time: each trial is submitted before the next is even sampled.
-                        stop, asked = self._ask(study, storage, started, 1)
+                        stop, asked = self._ask(1)
                     except SweepAborted as err:  # the trials in flight still finish and are told
                         aborted, stop, asked = err, str(err), []
                     if stop and not aborted:
                         progress.note(stop)
                     for trial in asked:
-                        p = self._prepare(study, trial, params, fixed, hook, monitor, parent, runs)
+                        p = self._prepare(trial)
                         if p is not None:
                             progress.running(p.trial.number, p.arch, p.values)
                             in_flight[self.launcher.submit(p.overrides, self.job_idx)] = p
@@ -361,7 +383,7 @@ class SweeperImpl:
                         continue  # some were rejected or reused: ask for more before waiting
                     if stop is None and not asked and not in_flight:
                         time.sleep(2)  # other workers are running the last trials: wait for them
-                        self._reconcile(study, runs, parent)
+                        self._reconcile()
                         continue
                 if not in_flight:
                     if aborted is not None:
@@ -372,7 +394,7 @@ class SweeperImpl:
                     continue
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    self._record(study, in_flight.pop(future), future.result(), runs, progress)
+                    self._record(in_flight.pop(future), future.result())
                 self._live = {p.trial.number for p in in_flight.values()}
         except BaseException as err:
             self.launcher.close(kill=True)  # idle workers too: exiting would wait for their imports
@@ -383,7 +405,7 @@ class SweeperImpl:
                     study.tell(p.trial, state=TrialState.FAIL)
                     self._heartbeats.remove(trial_id(p.trial))
                 self._live = set()
-                self._reconcile(study, runs, parent)  # their MLflow runs end KILLED
+                self._reconcile()  # their MLflow runs end KILLED
             raise
         finally:
             self._live = set()
@@ -431,9 +453,10 @@ class SweeperImpl:
             raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
         return storage
 
-    def _reconcile(self, study, runs, parent) -> None:
+    def _reconcile(self) -> None:
         """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
         c = self.conf
+        study, runs, parent = self.run.study, self.run.runs, self.run.parent
         if c.heartbeat_interval:
             with st.quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
@@ -465,8 +488,10 @@ class SweeperImpl:
                 f"last failure: {last}"
             )
 
-    def _prepare(self, study, trial, params, fixed, hook, monitor, parent, runs) -> Pending | None:
+    def _prepare(self, trial) -> Pending | None:
         """Sample ``trial`` and vet its model; a rejected architecture is recorded, returns None."""
+        r = self.run
+        study, params, fixed, hook, monitor, parent = r.study, r.params, r.fixed, r.hook, r.monitor, r.parent
         from experiments.run import arch_label, plan_run
 
         c = self.conf
@@ -474,7 +499,7 @@ class SweeperImpl:
         values = sample(trial, params, hook)
         overrides = [*fixed, *(format_override(k, v) for k, v in values.items())]
         trial.set_user_attr(OVERRIDES_ATTR, overrides)
-        if c.reuse_duplicates and self._reuse_duplicate(study, trial, values, overrides, runs, parent):
+        if c.reuse_duplicates and self._reuse_duplicate(trial, values, overrides):
             return None
         if not self.resnet:  # a plain task: its job gets the sampled values, nothing else
             return Pending(trial, values, overrides, "")
@@ -493,15 +518,13 @@ class SweeperImpl:
             trial.set_user_attr(ARCH_ATTR, arch)
             plan = plan_run(cfg, build=not self._jobs_vet)
         except MemoryBudgetError as err:  # a constraint: the sampler learns to avoid it
-            self._reject(
-                study, trial, values, f"over the memory limit: {err}", runs, parent, arch, constraint=err.excess
-            )
+            self._reject(trial, values, f"over the memory limit: {err}", arch, constraint=err.excess)
             return None
         except SpecError as err:
-            self._reject(study, trial, values, f"invalid architecture: {err}", runs, parent, None, constraint=1.0)
+            self._reject(trial, values, f"invalid architecture: {err}", None, constraint=1.0)
             return None
         except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
-            self._fail_unlaunched(study, trial, values, f"{type(err).__name__}: {err}", runs, parent)
+            self._fail_unlaunched(trial, values, f"{type(err).__name__}: {err}")
             return None
         spec_key = repr(plan.spec)
         if plan.cost is not None:
@@ -510,7 +533,7 @@ class SweeperImpl:
             over = self._rejected_specs.get(spec_key)
         if over:
             reason, excess = over
-            self._reject(study, trial, values, reason, runs, parent, arch, constraint=excess)
+            self._reject(trial, values, reason, arch, constraint=excess)
             return None
         if hasattr(self.launcher, "precompose"):  # our process launcher: the job need not compose again
             self.launcher.precompose(job_overrides, cfg)
@@ -520,9 +543,10 @@ class SweeperImpl:
             trial.set_user_attr("macs", plan.cost.macs)
         return Pending(trial, values, job_overrides, arch, retry_of, parent, spec_key)
 
-    def _reuse_duplicate(self, study, trial, values, overrides, runs, parent) -> bool:
+    def _reuse_duplicate(self, trial, values, overrides) -> bool:
         """Samplers propose an already-trained configuration again (TPE does, in categorical
         spaces): give the trial the earlier trial's values instead of spending epochs on it."""
+        study = self.run.study
         same = next(
             (t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
              if t.user_attrs.get(OVERRIDES_ATTR) == overrides and t.number != trial.number),
@@ -537,7 +561,7 @@ class SweeperImpl:
         trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
         arch = same.user_attrs.get(ARCH_ATTR, "")
         tags = {"sweep.state": "COMPLETE", "sweep.duplicate_of": same.number}
-        self._record_unlaunched(trial, values, arch, tags, "FINISHED", runs, parent)
+        self._record_unlaunched(trial, values, arch, tags, "FINISHED")
         study.tell(trial, list(same.values))
         if self._heartbeats is not None:
             self._heartbeats.remove(trial_id(trial))
@@ -545,20 +569,21 @@ class SweeperImpl:
             self._progress.reused(trial.number, same.number, arch)
         return True
 
-    def _reject(self, study, trial, values, reason, runs, parent, arch, *, constraint: float) -> None:
+    def _reject(self, trial, values, reason, arch, *, constraint: float) -> None:
         """Record a trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
         trial.set_user_attr(st.REJECTED_ATTR, reason)
         trial.set_constraint(st.CONSTRAINT_KEY, float(max(constraint, 1e-6)))
         tags = {"sweep.state": "PRUNED", "sweep.rejected": reason}
-        self._record_unlaunched(trial, values, arch or "invalid", tags, "FINISHED", runs, parent)
-        study.tell(trial, state=TrialState.PRUNED)
+        self._record_unlaunched(trial, values, arch or "invalid", tags, "FINISHED")
+        self.run.study.tell(trial, state=TrialState.PRUNED)
         if self._heartbeats is not None:
             self._heartbeats.remove(trial_id(trial))
         if self._progress is not None:
             self._progress.rejected(trial.number, arch, reason)
 
-    def _record_unlaunched(self, trial, values, arch, tags, status, runs, parent) -> None:
+    def _record_unlaunched(self, trial, values, arch, tags, status) -> None:
         """A child run for a trial that never reached training (must precede ``tell``)."""
+        runs, parent = self.run.runs, self.run.parent
         if not (runs and parent):
             return
         base = {"sweep.study": self.conf.study_name, "sweep.trial": trial.number, "sweep.role": "trial"}
@@ -567,18 +592,20 @@ class SweeperImpl:
         )
         trial.set_user_attr(st.MLFLOW_RUN_ATTR, run_id)
 
-    def _fail_unlaunched(self, study, trial, values, reason, runs, parent) -> None:
+    def _fail_unlaunched(self, trial, values, reason) -> None:
         """A trial whose model could not even be built: FAIL in Optuna, a FAILED child run."""
         trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
         tags = {"sweep.state": "FAIL", "failure_reason": reason[:5000]}
-        self._record_unlaunched(trial, values, trial.user_attrs.get(ARCH_ATTR, "failed"), tags, "FAILED", runs, parent)
+        self._record_unlaunched(trial, values, trial.user_attrs.get(ARCH_ATTR, "failed"), tags, "FAILED")
+        study = self.run.study
         study.tell(trial, state=TrialState.FAIL)
         if self._heartbeats is not None:
             self._heartbeats.remove(trial_id(trial))
         if self._progress is not None:
             self._progress.finished(frozen(study, trial), study)
 
-    def _launch(self, study, batch: list[Pending], runs, progress: Progress) -> None:
+    def _launch(self, batch: list[Pending]) -> None:
+        study, progress = self.run.study, self.run.progress
         for p in batch:
             progress.running(p.trial.number, p.arch, p.values)
         self._live = {p.trial.number for p in batch}
@@ -593,12 +620,13 @@ class SweeperImpl:
             self._live = set()
         self.job_idx += len(batch)
         for p, ret in zip(batch, returns):
-            self._record(study, p, ret, runs, progress)
+            self._record(p, ret)
 
-    def _record(self, study, p: Pending, ret, runs, progress: Progress) -> None:
+    def _record(self, p: Pending, ret) -> None:
         """Tell the study how a launched trial ended; tag its MLflow run; print it."""
+        study, runs, progress = self.run.study, self.run.runs, self.run.progress
         if ret.status != JobStatus.COMPLETED and isinstance(job_error(ret), st.TrialNotTrained):
-            self._record_not_trained(study, p, job_error(ret), runs)
+            self._record_not_trained(p, job_error(ret))
             return
         state, values, reason = _outcome(ret)
         if reason:
@@ -621,16 +649,18 @@ class SweeperImpl:
             )
         progress.finished(told, study)
 
-    def _record_not_trained(self, study, p: Pending, err: st.TrialNotTrained, runs) -> None:
+    def _record_not_trained(self, p: Pending, err: st.TrialNotTrained) -> None:
         """A job found its model invalid, over budget or unbuildable before recording anything:
         recorded as if the sweeper had checked it (see ``_prepare``)."""
         if err.excess is None:
-            self._fail_unlaunched(study, p.trial, p.values, err.reason, runs, p.parent)
+            self._fail_unlaunched(p.trial, p.values, err.reason)
             return
         self._rejected_specs[p.spec_key] = (err.reason, err.excess)  # a repeat is rejected here
-        self._reject(study, p.trial, p.values, err.reason, runs, p.parent, p.arch, constraint=err.excess)
+        self._reject(p.trial, p.values, err.reason, p.arch, constraint=err.excess)
 
-    def _finish(self, study, runs, parent, objectives, progress, status, reason) -> None:
+    def _finish(self, status, reason) -> None:
+        r = self.run
+        study, runs, parent, objectives, progress = r.study, r.runs, r.parent, r.objectives, r.progress
         from experiments.sweep.report import log_summary, study_summary, write_optimization_results, write_report
         from experiments.tracking import ui_link
 

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from experiments.cli import RunFailure
-from experiments.run import plan_run, run_task
+from experiments.run import RunHooks, plan_run, run_task
 from resnet_blocks import SpecError
 from tests.experiments.conftest import REPO, runs_of
 
@@ -304,7 +304,7 @@ def test_a_model_built_before_its_run_opens_trains_the_same(make_cfg, mlflow_cli
         checked.append(plan.spec)
         return build_for_training(cfg, plan.spec)
 
-    built_first = run_task(cfg, vet=vet)
+    built_first = run_task(cfg, RunHooks(vet=vet))
     assert len(checked) == 1 and built_first == built_in_training
     losses = [
         [m.value for m in mlflow_client.get_metric_history(r.info.run_id, "train/loss")] for r in runs_of(mlflow_client)
@@ -317,7 +317,7 @@ def test_a_vetted_out_model_records_nothing(make_cfg, mlflow_client):
         raise RuntimeError("over budget")
 
     with pytest.raises(RuntimeError, match="over budget"):
-        run_task(make_cfg(), vet=vet)
+        run_task(make_cfg(), RunHooks(vet=vet))
     assert not runs_of(mlflow_client)
 
 
@@ -384,7 +384,7 @@ def test_interrupt_marks_run_killed(make_cfg, mlflow_client):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_task(make_cfg(), callbacks=(Interrupt(),))
+        run_task(make_cfg(), RunHooks(callbacks=(Interrupt(),)))
     (run,) = runs_of(mlflow_client)
     assert run.info.status == "KILLED"
 
@@ -470,7 +470,7 @@ def test_checkpoint_restore_resumes_an_interrupted_run(make_cfg, mlflow_client, 
 
     cfg = make_cfg(f"trainer.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.epochs=3", "tracking.log_model=false")
     with pytest.raises(KeyboardInterrupt):
-        run_task(cfg, callbacks=(StopAfterFirstEpoch(),))
+        run_task(cfg, RunHooks(callbacks=(StopAfterFirstEpoch(),)))
     assert any((tmp_path / "ckpt").iterdir())  # the backup of epoch 1
     run_task(cfg)
     killed, resumed = sorted(runs_of(mlflow_client), key=lambda r: r.info.start_time)
