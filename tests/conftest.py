@@ -119,3 +119,16 @@ def describe_overrides():
         return cache[key]
 
     return run
+
+
+# End-to-end tests: real sweeps, servers, browsers, signals and faults in child processes.
+# ``./dev test -m "not slow"`` leaves them out for a quick check; CI runs everything.
+SLOW = ("distributed", "faults", "ui", "experiments/sweep/test_sweep.py", "experiments/sweep/test_finalize.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = REPO_ROOT / "tests"
+    for item in items:
+        where = Path(item.path).relative_to(tests_dir).as_posix()
+        if any(where == s or where.startswith(s + "/") for s in SLOW):
+            item.add_marker(pytest.mark.slow)

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tests.experiments.test_sweep import REPO, SMALL
+from tests.experiments.sweep.test_sweep import REPO, SMALL
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 from experiments.memory import MemoryBudgetError, training_memory_gb
 from experiments.run import dry_build, plan_run
 from resnet_blocks import SpecError
-from tests.experiments.test_sweep import sweep
+from tests.experiments.sweep.test_sweep import sweep
 
 ABSURD = ["model=resnet50", "model.widths=[4096,8192,16384,32768]", "data=synthetic", "data.image_size=[32,32]"]
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from experiments.sweep.checks import worker_seed
-from tests.experiments.test_sweep import load, sweep
+from tests.experiments.sweep.test_sweep import load, sweep
 
 
 @pytest.mark.parametrize(
