@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from experiments.sweep.selection import fmt_se, is_accuracy
 
 TOP_TRIALS = 5
-MIN_IMPORTANCE_TRIALS = 4  # fANOVA on fewer trials ranks parameters by chance
+MIN_IMPORTANCE_TRIALS = 4  # importance estimates from fewer trials rank parameters by chance
 
 
 @dataclass
@@ -219,7 +219,7 @@ def _importance_section(study, summary) -> str:
     fig, ax = _figure(7.5, 0.5 + 0.45 * len(imp))
     keys = list(imp)[::-1]
     ax.barh(keys, [imp[k] for k in keys], color="#1c7ed6")
-    ax.set_xlabel(f"importance for {summary['objectives'][0]} (fANOVA)")
+    ax.set_xlabel(f"importance for {summary['objectives'][0]} (PED-ANOVA, Optuna 5's default)")
     return f"{_png(fig)}{table}"
 
 
