@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
-import tensorflow as tf
 from keras import layers
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+else:  # FusedBatchNormalization is Keras's BatchNormalization there
+    tf = None
 
 from resnet_blocks.errors import SpecError
 from resnet_blocks.registry import get_shortcut
@@ -68,10 +72,13 @@ class FusedBatchNormalization(layers.BatchNormalization):
     and the backward pass in another, which trains ResNet-20 and ResNet-50 1.2-1.4x faster on
     CPU (``benchmarks/throughput.py``). Same weights, same moving-average update (without
     Bessel's correction, as Keras), so a checkpoint loads into either layer. Inputs it cannot
-    fuse (not 4-D channels-last, masks, renorm, synchronized) take Keras's path.
+    fuse (not 4-D channels-last, masks, renorm, synchronized), and every input on the JAX and
+    PyTorch backends, take Keras's path: a model saved on one backend loads on another.
     """
 
     def _fusable(self, inputs, mask) -> bool:
+        if tf is None:
+            return False
         rank = len(inputs.shape)
         axis = self.axis if self.axis >= 0 else self.axis + rank
         return (

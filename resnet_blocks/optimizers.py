@@ -1,9 +1,14 @@
-"""FusedSGD: Keras's SGD, updating each variable with one TensorFlow kernel."""
+"""FusedSGD: Keras's SGD, updating each variable with one TensorFlow kernel (on the
+TensorFlow backend; on JAX and PyTorch it is Keras's SGD)."""
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+else:  # the same optimizer, Keras's own update
+    tf = None
 
 
 @keras.saving.register_keras_serializable(package="resnet_blocks")
@@ -20,7 +25,7 @@ class FusedSGD(keras.optimizers.SGD):
     """
 
     def _fusable(self) -> bool:
-        return self.momentum != 0 and not tf.distribute.has_strategy()
+        return tf is not None and self.momentum != 0 and not tf.distribute.has_strategy()
 
     def _apply_weight_decay(self, variables):
         if self.weight_decay is None or not self._fusable():
@@ -32,7 +37,7 @@ class FusedSGD(keras.optimizers.SGD):
                 v.assign_sub(v * tf.cast(self.weight_decay, v.dtype) * tf.cast(learning_rate, v.dtype))
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        if not self._fusable() or any(isinstance(g, tf.IndexedSlices) for g in grads):
+        if not self._fusable() or any(isinstance(g, tf.IndexedSlices) for g in grads):  # (tf: fusable)
             return super()._backend_update_step(grads, trainable_variables, learning_rate)
         for grad, variable in zip(grads, trainable_variables):
             v = variable.value if isinstance(variable, keras.Variable) else variable
