@@ -51,6 +51,8 @@ STRATEGIES: dict[str, dict[str, Any]] = {
                                "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 3}}},
     "tpe4+median(warm-up 5)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
                                "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 5}}},
+    "tpe4+median(warm-up 7)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
+                               "pruner": {"name": "median", "options": {"n_startup_trials": 4, "n_warmup_steps": 7}}},
     "tpe4+hyperband": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
                        "pruner": {"name": "hyperband", "options": {"min_resource": 1, "max_resource": 10, "reduction_factor": 3}}},
     "tpe4+successive-halving(min 3)": {"sampler": {"name": "tpe", "options": {"n_startup_trials": 4}},
