@@ -96,7 +96,7 @@ def finalize(args) -> tuple[list[Candidate], dict]:
     """Train, evaluate and rank; return the ranked candidates and the winner's record."""
     import keras
 
-    from experiments.run import run_task
+    from experiments.run import RunHooks, run_task
     from experiments.signals import interruption_reason
     from experiments.sweep.study import PARENT_RUN_ATTR, load_study_or_error
     from experiments.tracking import StudyRuns, check_tracking_uri
@@ -119,14 +119,13 @@ def finalize(args) -> tuple[list[Candidate], dict]:
                 "finalize %d/%d: t%02d %s, seed %d, %d epochs", done, total, trial, c.arch, seed, cfg.trainer.epochs
             )
             seen: dict = {}
-            run_task(
-                cfg,
+            run_task(cfg, RunHooks(
                 parent_run_id=parent,
                 run_name=f"final t{trial:02d} {c.arch} seed {seed}",
                 tags={"sweep.study": args.study, "sweep.role": "finalize", "finalize.trial": str(trial),
                       "finalize.seed": str(seed)},
                 on_tracker=lambda tr, seen=seen: seen.setdefault("run_id", tr.run_id),
-            )  # fmt: skip
+            ))  # fmt: skip
             metrics = runs.client.get_run(seen["run_id"]).data.metrics
             c.runs.append(
                 {
