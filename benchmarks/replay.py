@@ -67,6 +67,7 @@ class Table:
                     rows[(tuple(row[c] for c in COLUMNS), int(row["seed"]))].append(row)
         runs: dict[tuple[str, ...], dict[int, Curve]] = defaultdict(dict)
         for (key, seed), epochs in rows.items():
+            epochs = list({int(r["epoch"]): r for r in reversed(epochs)}.values())  # a run trained twice: the first
             epochs.sort(key=lambda r: int(r["epoch"]))
             last = epochs[-1]
             runs[key][seed] = Curve(

@@ -170,6 +170,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=0, help="TensorFlow intra- and inter-op threads (0: default)")
     p.add_argument("--limit", type=int, default=None, help="train at most this many runs (timing)")
     p.add_argument("--shard", default="0/1", help="I/N: train only runs I, I+N, ... (N processes, one core each)")
+    p.add_argument("--reverse", action="store_true", help="from the last run backwards (a second process's tail)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search_table.csv")
     args = p.parse_args(argv)
     import tensorflow as tf
@@ -188,8 +189,10 @@ def main(argv=None) -> None:
     todo = [(seed, c) for seed in args.seeds for c in configurations()]
     data_cache: dict = {}
     trained = 0
-    for i, (seed, config) in enumerate(todo):
+    order = list(enumerate(todo))
+    for i, (seed, config) in reversed(order) if args.reverse else order:
         key = (config["model.block"], *(label(config[k]) for k in KEYS[1:]), str(seed))
+        done = done_runs(args.out, args.epochs)  # (again: another process may have trained it)
         if key in done or i % shards != shard:
             continue
         if args.limit is not None and trained >= args.limit:
