@@ -103,4 +103,4 @@ def test_a_shipped_sweep_runs_against_the_table(tmp_path, table):
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert t.value == pytest.approx(max(curve.val_accuracy)) and len(steps) == 10
         else:
-            assert t.state == optuna.trial.TrialState.PRUNED and len(steps) < 10
+            assert t.state == optuna.trial.TrialState.PRUNED and len(steps) <= 10  # (stopped where the pruner said)
