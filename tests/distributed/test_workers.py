@@ -144,35 +144,33 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     assert retry_run.data.tags["sweep.retry_of"] == str(victim.number) and retry_run.info.status == "FINISHED"
 
 
-def test_joblib_launcher_on_one_machine(tmp_path, pg_url, mlflow_server):
-    experiment = "joblib"
+def sweep_through_launcher(tmp_path, pg_url, mlflow_server, experiment, *launcher, timeout=600):
+    """A 4-trial, 1-epoch sweep on a PostgreSQL study through another Hydra launcher; returns
+    the trials' MLflow runs once every trial completed."""
     proc = subprocess.run(
-        worker_cmd(tmp_path, pg_url, mlflow_server, experiment, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                   "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4", "trainer.epochs=1"),
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600,
+        worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *launcher, "hydra.sweeper.n_jobs=2",
+                   "hydra.sweeper.n_trials=4", "trainer.epochs=1"),
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = optuna.load_study(study_name="quick", storage=pg_url)
     assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
     _, children = runs(mlflow_server, experiment)
     assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
+    return children
+
+
+def test_joblib_launcher_on_one_machine(tmp_path, pg_url, mlflow_server):
+    sweep_through_launcher(
+        tmp_path, pg_url, mlflow_server, "joblib", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"
+    )
 
 
 def test_submitit_local_launcher_takes_the_slurm_path(tmp_path, pg_url, mlflow_server):
     """``hydra/launcher=submitit_local``: submitit's local executor pickles each job and reads
     its result back as its SLURM executor does (the recipe for a cluster, run here)."""
-    experiment = "submitit"
-    proc = subprocess.run(
-        worker_cmd(tmp_path, pg_url, mlflow_server, experiment, "hydra/launcher=submitit_local",
-                   "hydra.launcher.timeout_min=10", "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4",
-                   "trainer.epochs=1"),
-        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    study = optuna.load_study(study_name="quick", storage=pg_url)
-    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
-    _, children = runs(mlflow_server, experiment)
-    assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
+    children = sweep_through_launcher(tmp_path, pg_url, mlflow_server, "submitit", "hydra/launcher=submitit_local",
+                                      "hydra.launcher.timeout_min=10", timeout=900)  # fmt: skip
     assert all(r.info.status == "FINISHED" for r in children)
     assert list((tmp_path / "multirun").glob("*/.submitit/*/*_result.pkl"))  # submitit's own result files
 
