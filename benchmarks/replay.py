@@ -180,20 +180,25 @@ def task(cfg, trial=None, table: Table | None = None) -> list[float]:
     return [out[name] for name in cfg.objective]
 
 
+def replay_trial(cfg, ticket, services=None):
+    """A sweep's trial (the sweeper hands over its ticket): the tabled run, reported to it."""
+    from experiments.sweep.job import open_trial
+
+    values = task(cfg, open_trial(ticket))
+    return values if len(values) > 1 else values[0]
+
+
 def _main():
     import hydra
 
     import experiments.config  # noqa: F401 - the run schema (the sweep configs compose against it)
 
-    @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
     def main(cfg):
-        from experiments.sweep.job import open_trial
-
-        trial = open_trial(cfg) if cfg.trial.number is not None else None
-        values = task(cfg, trial)
+        values = task(cfg)
         return values if len(values) > 1 else values[0]
 
-    main()
+    main.sweep_trial_function = replay_trial  # in a sweep, each trial runs through it
+    hydra.main(config_path="../conf", config_name="config", version_base="1.3")(main)()
 
 
 if __name__ == "__main__":

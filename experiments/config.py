@@ -114,25 +114,12 @@ class TrackingConfig:
 
 
 @dataclass
-class TrialRef:
-    """Set by the sweeper for each job: which Optuna trial this run is (null otherwise)."""
-
-    number: int | None = None
-    study_name: str | None = None
-    storage: str | None = None
-    parent_run_id: str | None = None
-    monitor: str = "val/accuracy"  # reported to the trial each epoch, for pruning
-    retry_of: int | None = None  # the trial (killed with its worker) this one retries
-
-
-@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     objective: list[str] = field(default_factory=lambda: ["val/accuracy"])
-    trial: TrialRef = field(default_factory=TrialRef)
 
 
 @dataclass

@@ -132,12 +132,12 @@ def dry_build(spec: ResNetSpec) -> ModelCost:
     return _DRY_BUILDS[key]
 
 
-def _tracker(cfg: DictConfig):
+def _tracker(cfg: DictConfig, store_checked: bool = False):
     from experiments.tracking import NullTracker, RunTracker, check_tracking_uri, reap_dead_runs
 
     if not cfg.tracking.enabled:
         return NullTracker()
-    if cfg.trial.number is None:  # a sweep's jobs: the sweeper checked the store already
+    if not store_checked:  # (a sweep's jobs: the sweeper checked the store already)
         check_tracking_uri(cfg.tracking.tracking_uri)
         reaped = reap_dead_runs(cfg.tracking.tracking_uri)
         if reaped:
@@ -155,7 +155,8 @@ class RunHooks:
     :func:`build_for_training`'s result) and raises if it must not be trained: a sweep's job
     checks its trial's model this way (the run then skips its own dry build).
     ``on_tracker(tracker)``: called once the MLflow run is open.
-    ``ended_ok``: exceptions that end the run FINISHED (a pruned trial) and are re-raised."""
+    ``ended_ok``: exceptions that end the run FINISHED (a pruned trial) and are re-raised.
+    ``store_checked``: the tracking store was checked and reaped by the caller (a sweeper)."""
 
     callbacks: tuple = ()
     parent_run_id: str | None = None
@@ -165,6 +166,7 @@ class RunHooks:
     ended_ok: tuple[type[BaseException], ...] = ()
     slot: Any = None
     vet: Any = None
+    store_checked: bool = False
 
 
 def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[float, ...]:
@@ -174,7 +176,7 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
     on_tracker, ended_ok, slot, vet = h.on_tracker, h.ended_ok, h.slot, h.vet
     plan = plan_run(cfg, build=vet is None)
     built = vet(plan) if vet is not None else None
-    tracker = _tracker(cfg)
+    tracker = _tracker(cfg, h.store_checked)
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
     all_tags = {"data.source": cfg.data.source, "model.arch": label, **dict(cfg.tracking.tags), **(tags or {})}
@@ -292,14 +294,14 @@ def _single_run(cfg: DictConfig) -> Any:
 
 
 def task(cfg: DictConfig) -> Any:
-    """One training run. A sweep (``hydra/sweeper=resnet_blocks``) recognises this task by
-    :data:`SWEEP_JOB_MARK` and runs its trials through ``experiments.sweep.job`` instead, which
-    calls :func:`run_task` with the trial: this module knows nothing of sweeps."""
+    """One training run. A sweep (``hydra/sweeper=resnet_blocks``) finds this task's trial
+    function in the attribute below and runs each trial through it (with the trial's ticket),
+    which calls :func:`run_task`: this module knows nothing of sweeps."""
     return _single_run(cfg)
 
 
-SWEEP_JOB_MARK = "resnet_blocks_trainable"  # set on the task function: its trials train a ResNet
-setattr(task, SWEEP_JOB_MARK, True)
+# (experiments.sweep.ticket.TRIAL_FUNCTION_ATTR; named, not imported: the sweep imports this module)
+task.sweep_trial_function = "experiments.sweep.job:run_trial"
 main = hydra.main(config_path="../conf", config_name="config", version_base="1.3")(task)
 
 

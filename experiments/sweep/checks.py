@@ -15,7 +15,10 @@ from collections.abc import Callable, Sequence
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
+from experiments.locks import claim_sqlite_study
+from experiments.sweep import study as st
 from experiments.sweep.space import Param
 from resnet_blocks import SpecError
 
@@ -113,3 +116,50 @@ def _close_keys(compose, fixed, key: str) -> str:
 
 def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def check_settings(c, *, resnet: bool) -> None:
+    """The sweeper's own settings (``hydra.sweeper.*``), each with its allowed values."""
+    if c.n_trials < 1:
+        raise SpecError("hydra.sweeper.n_trials", c.n_trials, "an integer >= 1 (the total to reach)")
+    if c.n_jobs < 1:
+        raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, "an integer >= 1")
+    if c.prefetch < 0:
+        raise SpecError("hydra.sweeper.prefetch", c.prefetch, "an integer >= 0 (0: no trial set up ahead)")
+    if not 0 < c.max_failure_rate <= 1:
+        raise SpecError("hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in (0, 1]")
+    if not c.storage and (resnet or c.n_jobs > 1):
+        raise SpecError(
+            "hydra.sweeper.storage",
+            c.storage,
+            "a database URL such as sqlite:///optuna.db (jobs reach their trial through it; "
+            "only a plain task run by one worker can do without, in memory)",
+        )
+    if st.is_sqlite(c.storage) and c.n_jobs > 1 and not c.allow_sqlite_parallel:
+        raise SpecError(
+            "hydra.sweeper.storage",
+            c.storage,
+            "a PostgreSQL URL when several jobs run at once: SQLite locks under concurrent writers "
+            "and can hand a queued trial out twice (set allow_sqlite_parallel=true to accept the risk)",
+        )
+
+
+def warn_if_sqlite_shared(conf, study) -> None:
+    """SQLite cannot be shared safely by several workers: say so if another one is live."""
+    if not st.is_sqlite(conf.storage) or conf.allow_sqlite_parallel:
+        return
+    if not claim_sqlite_study(conf.storage, conf.study_name):
+        log.warning(
+            "another sweep is running study %r on this SQLite file: SQLite is unsafe with several workers "
+            "(database locks, queued trials handed out twice); stop one of them, or use PostgreSQL.",
+            conf.study_name,
+        )
+        return
+    live = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    if live:
+        log.warning(
+            "study %r on SQLite has %d RUNNING trial(s): if another worker is running it, stop one of "
+            "them. SQLite is unsafe with several workers (database locks, queued trials handed out "
+            "twice); use PostgreSQL. A worker that was killed is detected after the grace period.",
+            conf.study_name, len(live),
+        )  # fmt: skip

@@ -1,8 +1,9 @@
 """The trial side of a sweep, running inside each Hydra job.
 
-The sweeper passes ``trial.*`` overrides; the job loads the study from its storage, reports
-each epoch's monitored metric to its trial (so the pruner can stop it) and logs to an MLflow
-child run of the study's parent run. (The sweeper keeps the trial's heartbeat.)
+The job gets its trial's :class:`~experiments.sweep.ticket.TrialTicket` as an argument, loads
+the study from its storage, reports each epoch's monitored metric to its trial (so the pruner
+can stop it) and logs to an MLflow child run of the study's parent run. Its result goes back
+to the sweeper, which tells the study. (The sweeper keeps the trial's heartbeat.)
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ import time
 
 import keras
 import optuna
-from omegaconf import DictConfig, read_write
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from experiments.background import OrderedWriter
 from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
 from experiments.run import RunHooks, RunPlan, arch_label, build_for_training, dry_build, run_task
 from experiments.sweep.internals import local_trial, study_id, trial_id
-from experiments.sweep.launcher import defer_cleanup, trained_before, training_slot
-from experiments.sweep.study import CONSTRAINT_KEY, MLFLOW_RUN_ATTR, TrialNotTrained, over_budget, shared_storage
+from experiments.sweep.study import (
+    CONSTRAINT_KEY,
+    MLFLOW_RUN_ATTR,
+    TrialNotTrained,
+    make_pruner,
+    over_budget,
+    shared_storage,
+)
+from experiments.sweep.ticket import JobServices, TrialTicket
 from experiments.train import BuiltModel
 from resnet_blocks import SpecError, model_cost
 
@@ -44,9 +52,18 @@ class OptunaPruning(keras.callbacks.Callback):
     The reports are written to the study from a background thread (see
     :mod:`experiments.background`); all are written before training ends, pruned or not."""
 
-    def __init__(self, trial: optuna.Trial, monitor: str, *, report: bool = True, writer: OrderedWriter | None = None):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        monitor: str,
+        *,
+        report: bool = True,
+        writer: OrderedWriter | None = None,
+        trained_before=tuple,
+    ):
         super().__init__()
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
+        self._trained_before = trained_before  # () -> the trials that trained before this one
         self._waited = False  # for the trials that trained before this one to be told
         self._writer = writer  # None: Optuna's own report, written at once
         self._pruned: optuna.TrialPruned | None = None
@@ -63,7 +80,7 @@ class OptunaPruning(keras.callbacks.Callback):
         if self.report:  # multi-objective trials cannot take intermediate values
             self._report(value, step=epoch + 1)
             if not self._waited:
-                wait_until_told(self.trial.study, trained_before())
+                wait_until_told(self.trial.study, self._trained_before())
                 self._waited = True
             if self.trial.should_prune():
                 # Training stops once this epoch's callbacks have run (the last of them gives
@@ -130,12 +147,10 @@ def wait_until_told(study: optuna.Study, numbers: tuple[int, ...], timeout: floa
             pause = min(2 * pause, 0.1)  # a shared database is not polled hundreds of times a second
 
 
-def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, plan: RunPlan) -> BuiltModel:
+def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, constraints, plan: RunPlan) -> BuiltModel:
     """Build the trial's model and check it as the sweeper's dry build would have, before the
-    job records anything (see ``SweeperImpl._prepare``); a model that must not be trained
-    raises :class:`TrialNotTrained`, which the sweeper records."""
-    from hydra.core.hydra_config import HydraConfig
-
+    job records anything (see ``experiments.sweep.resnet_layer``); a model that must not be
+    trained raises :class:`TrialNotTrained`, which the sweeper records."""
     try:
         # Memory first, from a build that declares weights without allocating them.
         check_training_memory(dry_build(plan.spec), cfg.trainer)
@@ -147,7 +162,6 @@ def _vet(cfg: DictConfig, trial: optuna.Trial, writer: OrderedWriter, plan: RunP
     except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
         raise TrialNotTrained(f"{type(err).__name__}: {err}") from None
     cost = model_cost(built.model)
-    constraints = HydraConfig.get().sweeper.get("constraints")
     over = over_budget(constraints, cost) if constraints is not None else None
     if over:
         raise TrialNotTrained(*over)
@@ -165,15 +179,6 @@ def _record_check(trial: optuna.Trial, cost) -> None:
     trial.set_user_attr("macs", cost.macs)
 
 
-def _job_pruner():
-    """The sweep's pruner, rebuilt from this job's Hydra config (the job decides when to stop)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from experiments.sweep.study import make_pruner
-
-    return make_pruner(HydraConfig.get().sweeper.pruner)
-
-
 def _free_trial_memory() -> None:
     """Several trials share a process: free each model's graph and memory."""
     keras.backend.clear_session(free_memory=True)  # also runs the garbage collector
@@ -184,37 +189,30 @@ def _free_trial_memory() -> None:
     gc.freeze()
 
 
-def job_function(task_function):
-    """What the launcher runs for each trial: :func:`run_trial` for ``experiments.run``'s task
-    (marked with ``SWEEP_JOB_MARK``), the app's own task function otherwise."""
-    from experiments.run import SWEEP_JOB_MARK
-
-    return run_trial if getattr(task_function, SWEEP_JOB_MARK, False) else task_function
-
-
-def open_trial(cfg: DictConfig) -> optuna.Trial:
-    """The Optuna trial ``cfg.trial`` names (the one the sweeper asked for), with the sweep's
+def open_trial(ticket: TrialTicket) -> optuna.Trial:
+    """The Optuna trial ``ticket`` names (the one the sweeper asked for), with the sweep's
     pruner: a job reports to it and asks it whether to stop."""
-    t = cfg.trial
-    storage = shared_storage(t.storage)
-    study = optuna.load_study(study_name=t.study_name, storage=storage, pruner=_job_pruner())
-    number = storage.get_trial_id_from_study_id_trial_number(study_id(study), t.number)
+    storage = shared_storage(ticket.storage)
+    study = optuna.load_study(
+        study_name=ticket.study_name, storage=storage, pruner=make_pruner(OmegaConf.create(ticket.pruner))
+    )
+    number = storage.get_trial_id_from_study_id_trial_number(study_id(study), ticket.number)
     return optuna.Trial(study, number)
 
 
-def run_trial(cfg: DictConfig):
-    """Train the trial ``cfg.trial.number`` of ``cfg.trial.study_name``; return its values."""
-    t = cfg.trial
+def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None = None):
+    """Train the trial ``ticket`` names with the run config ``cfg``; return its values."""
+    t, services = ticket, services or JobServices()
     # Trials are selected on validation only: the test split is for finalized runs.
     with read_write(cfg):
         cfg.trainer.evaluate_test = False
         cfg.trainer.verbose = 0  # (EpochLine prints each epoch with the trial's number)
-    trial = open_trial(cfg)
+    trial = open_trial(ticket)
     study = trial.study
     multi = len(study.directions) > 1
     writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
     callbacks = (
-        OptunaPruning(trial, t.monitor, report=not multi, writer=writer),
+        OptunaPruning(trial, t.monitor, report=not multi, writer=writer, trained_before=services.trained_before),
         EpochLine(t.number, cfg.trainer.epochs, t.monitor),
     )
     name = f"t{t.number:02d} {arch_label(cfg.model)}"
@@ -234,8 +232,9 @@ def run_trial(cfg: DictConfig):
             tags=tags,
             on_tracker=remember_run,
             ended_ok=(optuna.TrialPruned,),
-            slot=training_slot(t.number),
-            vet=functools.partial(_vet, cfg, trial, writer),
+            slot=services.training_slot(t.number),
+            vet=functools.partial(_vet, cfg, trial, writer, OmegaConf.create(t.constraints or {})),
+            store_checked=True,  # (by the sweeper, once for the whole sweep)
         )
         return run_task(cfg, hooks)
     finally:
@@ -243,7 +242,7 @@ def run_trial(cfg: DictConfig):
             writer.close()  # (training flushed it already, unless it failed: then this is secondary)
         except Exception as err:  # noqa: BLE001
             log.warning("trial %d: a write to the study failed: %s", t.number, err)
-        if not defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
+        if not services.defer_cleanup(_free_trial_memory):  # in the process launcher: after the job, from a thread
             _free_trial_memory()
         try:
             trial.set_user_attr("job_rss_mb", rss_mb())

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 from hydra.core.hydra_config import HydraConfig
@@ -38,6 +37,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from omegaconf import open_dict
 
 from experiments.signals import ignore_termination
+from experiments.sweep.ticket import JobServices
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,8 @@ class TrainingSlot:
     its job has logged its last figures and the sweeper has told the study its result (some
     30 ms per trial). So that the next trial's pruner still compares with every trial that
     trained before it, as with one worker, :func:`trained_before` lists those trials (noted
-    here as they give their slot back) and the pruning callback waits until the study knows them."""
+    here as they give their slot back) and the pruning callback waits until the study knows them
+    (:meth:`WorkerServices.trained_before`)."""
 
     def __init__(self, trial_number: int | None = None):
         self.trial_number = trial_number
@@ -118,9 +119,6 @@ class TrainingSlot:
         _SLOTS.release()
 
 
-training_slot = TrainingSlot  # (the name jobs use: ``with training_slot(number): ...``)
-
-
 def _recent_releases() -> tuple[int, ...]:
     if _RELEASES is None:
         return ()
@@ -129,21 +127,30 @@ def _recent_releases() -> tuple[int, ...]:
     return tuple(ring[i % len(ring)] for i in range(max(0, count - len(ring)), count))
 
 
-def trained_before() -> tuple[int, ...]:
-    """In a worker: the trials (numbers) whose training ended before this job's trial got
-    its slot, the most recent ones (at least every trial that may still be in flight)."""
-    return _TRAINED_BEFORE
+class WorkerServices(JobServices):
+    """What a worker offers the job it runs (see :class:`~experiments.sweep.ticket.JobServices`);
+    the sweep's executor hands this to each trial function with its ticket."""
+
+    def training_slot(self, number: int) -> TrainingSlot:
+        return TrainingSlot(number)
+
+    def trained_before(self) -> tuple[int, ...]:
+        """In a worker: the trials (numbers) whose training ended before this job's trial got
+        its slot, the most recent ones (at least every trial that may still be in flight)."""
+        return _TRAINED_BEFORE
+
+    def defer_cleanup(self, cleanup) -> bool:
+        """In a worker, run ``cleanup`` once the job's result has gone back to the sweeper, from
+        a thread, while the worker waits for its next job (which waits for it, if need be): a
+        trial's clean-up (``clear_session`` and its garbage: about 0.05 s for a small ResNet,
+        with the worker's long-lived objects frozen; more for larger models) then delays neither
+        the sweeper nor the next trial's set-up. False (not deferred) elsewhere."""
+        if _IN_WORKER:
+            _CLEANUP.append(cleanup)
+        return _IN_WORKER
 
 
-def defer_cleanup(cleanup) -> bool:
-    """In a worker, run ``cleanup`` once the job's result has gone back to the sweeper, from
-    a thread, while the worker waits for its next job (which waits for it, if need be): a
-    trial's clean-up (``clear_session`` and its garbage: about 0.05 s for a small ResNet,
-    with the worker's long-lived objects frozen; more for larger models) then delays neither
-    the sweeper nor the next trial's set-up. False (not deferred) elsewhere."""
-    if _IN_WORKER:
-        _CLEANUP.append(cleanup)
-    return _IN_WORKER
+WORKER_SERVICES = WorkerServices()
 
 
 def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
@@ -400,8 +407,6 @@ class ProcessLauncherImpl:
         self._grown: list[str] = []  # workers over the growth limit since the last recycling
         self._broken = False  # a worker died: the pool must be replaced
         self._configured = False  # Hydra's logging and the sweep directory are set up
-        # Job configs the caller composed already, by their overrides (see ``precompose``).
-        self._composed: dict[tuple[str, ...], Any] = {}
         self.recycled = 0  # times the workers were replaced for growing (for logs and tests)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
@@ -433,11 +438,6 @@ class ProcessLauncherImpl:
 
         threading.Thread(target=start, name="start-workers", daemon=True).start()
 
-    def precompose(self, overrides: Sequence[str], config) -> None:
-        """Hand over the job config that ``load_sweep_config(overrides)`` gives, so the worker
-        does not compose it again (the sweeper composes every job to vet it)."""
-        self._composed[tuple(overrides)] = config
-
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = _worker_context()
@@ -455,9 +455,11 @@ class ProcessLauncherImpl:
             self._broken = False
         return self._pool
 
-    def submit(self, overrides: Sequence[str], job_idx: int) -> Future:
+    def submit(self, overrides: Sequence[str], job_idx: int, task_function=None, composed=None) -> Future:
         """Start job ``job_idx``; the future gives its ``JobReturn`` (FAILED if the job raised
-        or its worker died). Call ``recycle`` when ``recycle_due()`` and no job is running."""
+        or its worker died). Call ``recycle`` when ``recycle_due()`` and no job is running.
+        ``task_function``: this job's own (default: the one given at set-up); ``composed``: its
+        config if the caller composed it already (``load_sweep_config(overrides)``: ~0.1 s saved)."""
         if not self._configured:
             setup_globals()
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -466,14 +468,13 @@ class ProcessLauncherImpl:
         if self._broken:  # a worker died: every job on that pool failed; start fresh workers
             self.close()
         log.info("#%d : %s", job_idx, " ".join(filter_overrides(overrides)))
-        composed = self._composed.pop(tuple(overrides), None)
         payload = cloudpickle.dumps(
             (
                 job_idx,
                 list(overrides),
                 self.hydra_context,
                 self.config,
-                self.task_function,
+                task_function or self.task_function,
                 Singleton.get_state(),
                 composed,
             )

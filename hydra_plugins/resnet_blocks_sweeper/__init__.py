@@ -46,28 +46,9 @@ class ProcessLauncher(Launcher):
     def launch(self, job_overrides, initial_job_idx):
         return self._impl.launch(job_overrides, initial_job_idx)
 
-    def submit(self, overrides, job_idx):
-        return self._impl.submit(overrides, job_idx)
+    def sweep_executor(self, trial_fn, n_jobs: int, prefetch: int):
+        """The sweep engine's executor on this launcher's pool (experiments.sweep.executor):
+        jobs in flight, set up ahead, each given its trial's ticket as an argument."""
+        from experiments.sweep.executor import PoolExecutor
 
-    def recycle_due(self) -> bool:
-        return self._impl.recycle_due()
-
-    def recycle(self) -> None:
-        self._impl.recycle()
-
-    def close(self, *, kill: bool = False, wait: bool = True) -> None:
-        self._impl.close(kill=kill, wait=wait)
-
-    def set_prefetch(self, prefetch: int) -> None:
-        self._impl.set_prefetch(prefetch)
-
-    def preload(self) -> None:
-        self._impl.preload()
-
-    def warm_up(
-        self, tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None
-    ) -> None:
-        self._impl.warm_up(tracking_uri, storage_url, data)
-
-    def precompose(self, overrides, config) -> None:
-        self._impl.precompose(overrides, config)
+        return PoolExecutor(self._impl, trial_fn, n_jobs, prefetch)

@@ -4,6 +4,7 @@ workers on one study keep apart (experiments/sweep/checks.py)."""
 from __future__ import annotations
 
 import contextlib
+from unittest import mock
 
 import optuna
 import pytest
@@ -63,13 +64,32 @@ def test_workers_joining_a_study_sample_with_their_own_seeds():
     assert worker_seed(optuna.create_study(), None, contextlib.nullcontext())[0] is None
 
 
-def test_only_the_run_task_is_swapped_for_the_trial_job():
+def test_the_run_task_names_its_trial_function_and_a_plain_task_none():
     from experiments.run import task
-    from experiments.sweep.job import job_function, run_trial
+    from experiments.sweep.job import run_trial
+    from experiments.sweep.ticket import TRIAL_FUNCTION_ATTR, trial_function
 
-    assert job_function(task) is run_trial
+    assert hasattr(task, TRIAL_FUNCTION_ATTR)  # (experiments.run spells the name out: kept in step)
+    assert trial_function(task) is run_trial
 
     def my_app(cfg):
         return 1.0
 
-    assert job_function(my_app) is my_app
+    assert trial_function(my_app) is None
+
+
+def test_a_ticket_travels_as_one_hydra_override_and_comes_back_equal():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.utils import filter_overrides
+
+    from experiments.sweep.ticket import TICKET_KEY, TrialTicket
+
+    ticket = TrialTicket("s p'a\"ce", "postgresql://u:p@h/db?x=1", 7, "val/accuracy", {"name": "median",
+                         "options": {"n_warmup_steps": 3}}, {"max_params": 10}, "abc", 2)  # fmt: skip
+    override = ticket.hydra_override()
+    (parsed,) = OverridesParser.create().parse_overrides([override])  # Hydra's grammar takes it as is
+    assert parsed.key_or_group == f"hydra.sweeper.{TICKET_KEY}"
+    assert filter_overrides([override]) == []  # (Hydra's launchers leave it out of their log lines)
+    with mock.patch("hydra.core.hydra_config.HydraConfig.get") as get:
+        get.return_value.sweeper = {TICKET_KEY: parsed.value()}
+        assert TrialTicket.from_hydra_job() == ticket

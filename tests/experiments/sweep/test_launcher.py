@@ -99,8 +99,8 @@ def test_each_trial_knows_the_trials_that_trained_before_it(monkeypatch):
     monkeypatch.setattr(launcher, "_RELEASES", context.Array("i", 1 + 3))  # the 3 most recent
     seen = []
     for number in range(5):
-        with launcher.training_slot(number):
-            seen.append(launcher.trained_before())
+        with launcher.WORKER_SERVICES.training_slot(number):
+            seen.append(launcher.WORKER_SERVICES.trained_before())
     assert seen == [(), (0,), (0, 1), (0, 1, 2), (1, 2, 3)]
 
 
@@ -111,14 +111,14 @@ def test_a_training_slot_given_back_early_is_given_back_once(monkeypatch):
     slots = context.BoundedSemaphore(1)  # (releasing it twice would raise ValueError)
     monkeypatch.setattr(launcher, "_SLOTS", slots)
     monkeypatch.setattr(launcher, "_RELEASES", context.Array("i", 1 + 3))
-    with launcher.training_slot(7) as slot:
+    with launcher.WORKER_SERVICES.training_slot(7) as slot:
         assert not slots.acquire(block=False)  # held
         slot.release()  # training ended: the next trial may train
         assert slots.acquire(block=False)
         slots.release()
         slot.release()
-    with launcher.training_slot(8):
-        assert launcher.trained_before() == (7,)  # noted once
+    with launcher.WORKER_SERVICES.training_slot(8):
+        assert launcher.WORKER_SERVICES.trained_before() == (7,)  # noted once
 
 
 def test_pruning_waits_until_the_study_knows_the_trials_that_trained_before(tmp_path, caplog):

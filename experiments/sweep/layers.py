@@ -1,0 +1,155 @@
+"""What a sweep adds around each trial, by kind of task.
+
+:class:`ResNetLayer` is active when the task trains ResNets through a trial function
+(``experiments.run``, or an app on its config such as ``benchmarks/replay.py``): it vets each
+sampled architecture (constraints, memory, invalid specs) before anything trains, writes the
+trial's ticket, and ends the sweep with the summary table, the report and the MLflow parent
+run. :class:`PlainLayer` serves any other Hydra app: its jobs get the sampled values only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from experiments.memory import MemoryBudgetError
+from experiments.overrides import format_override
+from experiments.sweep import study as st
+from experiments.sweep.executor import Job
+from experiments.sweep.records import MlflowBook, Pending, Recorder
+from experiments.sweep.space import sample
+from experiments.sweep.ticket import TrialTicket
+from resnet_blocks import SpecError
+
+
+@dataclass
+class ResNetLayer:
+    conf: Any  # the sweeper's config
+    config: Any  # the sweep's Hydra config (searchpath, sweep dir)
+    compose: Any  # overrides -> the job's config, as the launcher composes it
+    monitor: str
+    recorder: Recorder | None = None
+    parent_run_id: str | None = None
+    jobs_vet: bool = False  # the jobs build (and so vet) their models: no dry build here
+
+    def prepare(self, trial, values: dict, overrides: list[str], retry_of: int | None) -> Pending | None:
+        """Vet the trial's model; a rejected architecture is recorded and None returned."""
+        from experiments.run import arch_label, plan_run
+
+        c, recorder = self.conf, self.recorder
+        arch = None
+        try:
+            cfg = self.compose(overrides)
+            arch = arch_label(cfg.model)
+            trial.set_user_attr(st.ARCH_ATTR, arch)
+            plan = plan_run(cfg, build=not self.jobs_vet)
+        except MemoryBudgetError as err:  # a constraint: the sampler learns to avoid it
+            recorder.reject(trial, values, f"over the memory limit: {err}", arch, constraint=err.excess)
+            return None
+        except SpecError as err:
+            recorder.reject(trial, values, f"invalid architecture: {err}", None, constraint=1.0)
+            return None
+        except Exception as err:  # noqa: BLE001 - e.g. a user block that raises while building
+            recorder.fail_unlaunched(trial, values, f"{type(err).__name__}: {err}")
+            return None
+        spec_key = repr(plan.spec)
+        if plan.cost is not None:
+            over = st.over_budget(c.constraints, plan.cost)
+        else:  # the job will check; unless a job has rejected the same architecture already
+            over = recorder.rejected_specs.get(spec_key)
+        if over:
+            reason, excess = over
+            recorder.reject(trial, values, reason, arch, constraint=excess)
+            return None
+        if plan.cost is not None:  # (otherwise the job records them once it has checked its model)
+            trial.set_constraint(st.CONSTRAINT_KEY, 0.0)  # (Optuna sets a constraint once)
+            trial.set_user_attr("params", plan.cost.trainable_params)
+            trial.set_user_attr("macs", plan.cost.macs)
+        ticket = TrialTicket(
+            study_name=c.study_name,
+            storage=c.storage,
+            number=trial.number,
+            monitor=self.monitor,
+            pruner=OmegaConf.to_container(c.pruner, resolve=True),
+            constraints=OmegaConf.to_container(c.constraints, resolve=True),
+            parent_run_id=self.parent_run_id,
+            retry_of=retry_of,
+        )
+        return Pending(trial, values, arch, Job(overrides, ticket, composed=cfg), spec_key)
+
+    def finish(self, study, objectives: list[str], book, status: str, reason: str | None) -> None:
+        """The summary table, ``optimization_results.yaml``, the report; the parent run ends."""
+        from experiments.sweep.report import log_summary, study_summary, write_optimization_results, write_report
+        from experiments.sweep.retrain import config_composer
+        from experiments.tracking import ui_link
+
+        progress = self.recorder.progress
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        write_optimization_results(study, sweep_dir)
+        # Run configs, not sweep jobs (the overlay may live on hydra.searchpath).
+        compose = config_composer(
+            config_name=self.config.hydra.job.config_name, searchpath=self.config.hydra.searchpath
+        )
+        summary = study_summary(study, objectives, compose)
+        progress.summary(summary)
+        report = sweep_dir / "report.html"
+        if isinstance(book, MlflowBook):
+            try:
+                log_summary(book.runs, book.parent, study, summary, compose=compose, report_copy=report)
+            finally:
+                book.runs.end(book.parent, status, reason)
+            if link := ui_link(book.runs.tracking_uri, book.runs.experiment_id, book.parent):
+                progress.note(f"MLflow: {link}")
+        else:
+            write_report(report, study, summary, compose=compose)
+        progress.report(report)
+
+    def dry_run(self, sampler, params, fixed, hook, n: int) -> None:
+        """Sample ``n`` architectures from the space and print them; no training, no storage."""
+        from experiments.run import arch_label, plan_run
+        from experiments.sweep.progress import print_plan
+
+        study = optuna.create_study(sampler=sampler, directions=["maximize"] * len(self.compose(fixed).objective))
+        rows = []
+        for _ in range(n):
+            trial = study.ask()
+            overrides = [*fixed, *(format_override(k, v) for k, v in sample(trial, params, hook).items())]
+            try:
+                cfg = self.compose(overrides)
+                plan = plan_run(cfg)
+                verdict = st.over_budget(self.conf.constraints, plan.cost)
+                row = (arch_label(cfg.model), plan.spec.feature_sizes(), plan.cost, verdict[0] if verdict else "ok")
+            except SpecError as err:
+                row = ("-", None, None, f"invalid: {err}")
+            rows.append((trial.number, *row, overrides))
+            study.tell(trial, state=TrialState.PRUNED)
+        print_plan(rows)
+
+
+@dataclass
+class PlainLayer:
+    """Any Hydra app: each job gets its sampled values as overrides, nothing else."""
+
+    config: Any
+    recorder: Recorder | None = None
+
+    def prepare(self, trial, values: dict, overrides: list[str], retry_of: int | None) -> Pending:
+        return Pending(trial, values, "", Job(overrides))
+
+    def finish(self, study, objectives: list[str], book, status: str, reason: str | None) -> None:
+        from experiments.sweep.report import write_optimization_results
+
+        results = write_optimization_results(study, Path(self.config.hydra.sweep.dir))
+        self.recorder.progress.plain_summary(study, objectives, results)
+
+    def dry_run(self, sampler, params, fixed, hook, n: int) -> None:
+        study = optuna.create_study(sampler=sampler)
+        for _ in range(n):
+            trial = study.ask()
+            print(f"{trial.number}: " + " ".join(format_override(k, v) for k, v in sample(trial, params, hook).items()))
+            study.tell(trial, state=TrialState.PRUNED)

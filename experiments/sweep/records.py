@@ -1,0 +1,190 @@
+"""How each trial's end is recorded: told to the study, tagged on its MLflow run, printed.
+
+:class:`Recorder` is the one place a trial of this invocation is told (trained, pruned,
+failed, rejected before training, or reusing an identical trial's values). The study's MLflow
+bookkeeping is a component it calls (:class:`MlflowBook`, or :class:`NoBook` without
+tracking), as Optuna calls its callbacks: Optuna and MLflow always end a trial in agreement.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobStatus
+from optuna.trial import TrialState
+
+from experiments.memory import rss_mb
+from experiments.sweep import study as st
+from experiments.sweep.executor import Job
+from experiments.sweep.internals import frozen, job_error, trial_id
+
+
+@dataclass
+class Pending:
+    """A trial asked from the study and about to be launched."""
+
+    trial: optuna.Trial
+    values: dict[str, Any]
+    arch: str
+    job: Job
+    spec_key: str = ""  # the resolved architecture (repr of its spec)
+
+
+class NoBook:
+    """No tracking: nothing to keep in step with the study."""
+
+    def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
+        return None
+
+    def ended(self, told, state: TrialState, reason: str | None) -> None:
+        return None
+
+    def reconcile(self, study) -> None:
+        return None
+
+    def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
+        return None
+
+
+@dataclass
+class MlflowBook:
+    """The study's MLflow runs: a child run per trial under one parent run per study."""
+
+    runs: Any  # experiments.tracking.StudyRuns
+    parent: str
+    study_name: str
+
+    def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
+        """A child run for a trial that never reached training (must precede ``tell``)."""
+        base = {"sweep.study": self.study_name, "sweep.trial": trial.number, "sweep.role": "trial"}
+        run_id = self.runs.record_trial_without_training(
+            self.parent, f"t{trial.number:02d} {arch}", dict(values), {**base, **tags}, status=status
+        )
+        trial.set_user_attr(st.MLFLOW_RUN_ATTR, run_id)
+
+    def ended(self, told, state: TrialState, reason: str | None) -> None:
+        """A launched trial was told: its run (opened by the job) gets the study's verdict."""
+        run_id = told.user_attrs.get(st.MLFLOW_RUN_ATTR)
+        if run_id:
+            fail = {"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}
+            self.runs.set_tags(run_id, {"sweep.state": state.name, **fail})
+
+    def reconcile(self, study) -> None:
+        """Runs of trials whose worker died end KILLED; finished trials' runs get their state."""
+        trials = study.get_trials(deepcopy=False)
+        live = {t.number for t in trials if t.state == TrialState.RUNNING}
+        self.runs.kill_stale_runs(self.parent, live, {t.number: t.state.name for t in trials if t.state.is_finished()})
+
+    def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
+        # Step = trials in the study when this worker stopped: the UI charts wall time by trials.
+        try:
+            done = len(study.get_trials(deepcopy=False))
+        except Exception:  # noqa: BLE001 - storage gone; still record the wall time
+            done = 0
+        self.runs.log_metric(self.parent, "sweep/wall_s", wall_s, step=done)
+
+
+@dataclass
+class Recorder:
+    """Tells the study how each trial ended, keeps MLflow in step, prints it."""
+
+    study: Any
+    book: Any  # MlflowBook | NoBook
+    progress: Any  # experiments.sweep.progress.Progress
+    heartbeats: Any = None  # experiments.sweep.study.Heartbeats, once trials are asked
+    # Architectures a job found over budget (spec -> reason, excess): a repeat is rejected here.
+    rejected_specs: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+    def _tell(self, trial, values=None, state=None) -> None:
+        if values is not None:
+            self.study.tell(trial, values)
+        else:
+            self.study.tell(trial, state=state)
+        if self.heartbeats is not None:
+            self.heartbeats.remove(trial_id(trial))
+
+    def reject(self, trial, values, reason: str, arch: str | None, *, constraint: float) -> None:
+        """A trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
+        trial.set_user_attr(st.REJECTED_ATTR, reason)
+        trial.set_constraint(st.CONSTRAINT_KEY, float(max(constraint, 1e-6)))
+        tags = {"sweep.state": "PRUNED", "sweep.rejected": reason}
+        self.book.unlaunched(trial, values, arch or "invalid", tags, "FINISHED")
+        self._tell(trial, state=TrialState.PRUNED)
+        self.progress.rejected(trial.number, arch, reason)
+
+    def fail_unlaunched(self, trial, values, reason: str) -> None:
+        """A trial whose model could not even be built: FAIL in Optuna, a FAILED child run."""
+        trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
+        tags = {"sweep.state": "FAIL", "failure_reason": reason[:5000]}
+        self.book.unlaunched(trial, values, trial.user_attrs.get(st.ARCH_ATTR, "failed"), tags, "FAILED")
+        self._tell(trial, state=TrialState.FAIL)
+        self.progress.finished(frozen(self.study, trial), self.study)
+
+    def reuse_duplicate(self, trial, values, overrides) -> bool:
+        """Samplers propose an already-trained configuration again (TPE does, in categorical
+        spaces): give the trial the earlier trial's values instead of spending epochs on it."""
+        same = next(
+            (t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get(st.OVERRIDES_ATTR) == overrides and t.number != trial.number),
+            None,
+        )  # fmt: skip
+        if same is None:
+            return False
+        for key in (st.ARCH_ATTR, "params", "macs"):
+            if key in same.user_attrs:
+                trial.set_user_attr(key, same.user_attrs[key])
+        trial.set_user_attr(st.DUPLICATE_ATTR, same.number)
+        trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
+        arch = same.user_attrs.get(st.ARCH_ATTR, "")
+        self.book.unlaunched(
+            trial, values, arch, {"sweep.state": "COMPLETE", "sweep.duplicate_of": same.number}, "FINISHED"
+        )
+        self._tell(trial, list(same.values))
+        self.progress.reused(trial.number, same.number, arch)
+        return True
+
+    def launched(self, p: Pending, ret) -> None:
+        """A launched trial's job returned: tell the study, tag its run, print it."""
+        err = job_error(ret) if ret.status != JobStatus.COMPLETED else None
+        if isinstance(err, st.TrialNotTrained):  # the job vetted its model: as if the sweeper had
+            if err.excess is None:
+                self.fail_unlaunched(p.trial, p.values, err.reason)
+            else:
+                self.rejected_specs[p.spec_key] = (err.reason, err.excess)
+                self.reject(p.trial, p.values, err.reason, p.arch, constraint=err.excess)
+            return
+        state, values, reason = outcome(ret)
+        if reason:
+            p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
+        p.trial.set_user_attr("rss_mb", rss_mb())
+        self._tell(p.trial, values if state == TrialState.COMPLETE else None, state)
+        told = frozen(self.study, p.trial)
+        self.book.ended(told, state, reason)
+        self.progress.finished(told, self.study)
+
+    def stopped(self, pending: list[Pending], reason: str) -> None:
+        """The sweep stopped with these trials in flight: they end FAIL."""
+        for p in pending:
+            p.trial.set_user_attr(st.FAIL_REASON_ATTR, reason[:2000])
+            self._tell(p.trial, state=TrialState.FAIL)
+
+
+def outcome(ret) -> tuple[TrialState, Any, str | None]:
+    """Map a Hydra JobReturn to an Optuna state, values and a reason."""
+    if ret.status == JobStatus.COMPLETED:
+        value = ret.return_value
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            return TrialState.FAIL, None, f"job returned a non-numeric objective: {value!r}"
+        if not all(math.isfinite(v) for v in values):
+            return TrialState.FAIL, None, f"non-finite objective value(s): {values}"
+        return TrialState.COMPLETE, values, None
+    err = job_error(ret)
+    if isinstance(err, optuna.TrialPruned):
+        return TrialState.PRUNED, None, str(err) or "pruned"
+    return TrialState.FAIL, None, f"{type(err).__name__}: {err}"[:2000]
