@@ -45,10 +45,10 @@ class TrialTicket:
         """The ticket :meth:`hydra_override` put into the running job's Hydra config."""
         from hydra.core.hydra_config import HydraConfig
 
-        text = HydraConfig.get().job.env_set.get(TICKET_ENV)
+        text = HydraConfig.get().sweeper.get(TICKET_KEY)
         if not text:
             raise RuntimeError(
-                f"this job has no trial ticket (hydra.job.env_set.{TICKET_ENV}): was it launched by a sweep?"
+                f"this job has no trial ticket (hydra.sweeper.{TICKET_KEY}): was it launched by a sweep?"
             )
         return cls(**json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))))
 
