@@ -200,14 +200,9 @@ def _digits():
 
 def cifar10_cache_dir() -> Path:
     """Where ``keras.datasets.cifar10`` keeps the extracted batches."""
-    from keras.src.backend import config as keras_config
+    from experiments.keras_internals import keras_home
 
-    return (
-        Path(os.path.expanduser(keras_config.keras_home()))
-        / "datasets"
-        / "cifar-10-batches-py-target"
-        / "cifar-10-batches-py"
-    )
+    return keras_home() / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
 
 
 def cifar10_cached() -> bool:
@@ -219,7 +214,8 @@ def cifar10_cached() -> bool:
 def _cifar10():
     """CIFAR-10 from the Keras cache when its batches are there, else the Keras download."""
     import keras
-    from keras.src.datasets.cifar import load_batch
+
+    from experiments.keras_internals import load_cifar_batch as load_batch
 
     cache = cifar10_cache_dir()
     train_files = sorted(cache.glob("data_batch_*"))

@@ -14,6 +14,7 @@ import keras
 
 from experiments.background import HoldWritesBetweenEpochs, OrderedWriter, release_writes
 from experiments.cli import RunFailure
+from experiments.keras_internals import create_training_variables
 from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
 from experiments.preprocessing import with_preprocessing
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
@@ -204,27 +205,6 @@ class FiniteLossGuard(keras.callbacks.Callback):
                 raise NonFiniteLossError(f"training diverged: non-finite values in weight {path!r} after epoch {epoch}")
 
 
-def _create_training_variables(model, dataset) -> None:
-    """Build the compiled metrics and losses now, eagerly. Without a distribution strategy
-    set, Keras leaves that to the first traced train step, which then creates their
-    variables, and TensorFlow traces the step a second time. Building them here saves that
-    trace: 0.3 s of a small ResNet's first epoch (1.07 s to 0.75 s on digits, measured).
-    They are built from the model's symbolic output and the data's element spec (13 ms; Keras's
-    own symbolic build runs the whole model again: 78 ms). Private Keras API: where it
-    fails, training goes on as before."""
-    try:
-        from keras.src import backend
-
-        x_spec, y_spec = dataset.element_spec[:2]
-        x = backend.KerasTensor(x_spec.shape, backend.standardize_dtype(x_spec.dtype))
-        y = backend.KerasTensor(y_spec.shape, backend.standardize_dtype(y_spec.dtype))
-        (y_pred,) = model.outputs
-        backend.compute_output_spec(model.compute_metrics, x, y, y_pred, sample_weight=None)
-        backend.compute_output_spec(model._compute_loss, x, y, y_pred, sample_weight=None, training=False)  # noqa: SLF001
-    except Exception as err:  # noqa: BLE001 - only an optimisation
-        log.debug("compiled metrics left to the first train step: %s", err)
-
-
 class ReleaseSlotAfterLastEpoch(keras.callbacks.Callback):
     """Gives a sweep's training slot back once the last epoch's callbacks have run (``fit``
     ends there, or at an early stop), not when ``fit`` returns: what ``fit`` does after that
@@ -347,7 +327,7 @@ def train(
             # inside the first traced train step, where each costs far more (lifted out of the
             # graph one by one): about 0.6 s of a small ResNet's first step (benchmarks/sweep_overhead.py).
             model.optimizer.build(model.trainable_variables)
-            _create_training_variables(model, train_ds)
+            create_training_variables(model, train_ds)
         timing, guard, cbs = _callbacks(t, callbacks)
         if slot is not None and hasattr(slot, "release") and test_ds is None:
             cbs.append(ReleaseSlotAfterLastEpoch(slot))  # last: after every other epoch-end callback

@@ -12,6 +12,6 @@ import warnings
 # server has imported already: runpy warns about that, once per worker, to no purpose.
 warnings.filterwarnings("ignore", message="'experiments.run' found in sys.modules", category=RuntimeWarning)
 
-from experiments.sweep.launcher import die_with_parent  # noqa: E402
+from experiments.sweep.forkserver import die_with_parent  # noqa: E402
 
 die_with_parent()

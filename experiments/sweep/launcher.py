@@ -18,12 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import inspect
 import logging
-import multiprocessing
 import os
-import socket
-import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
@@ -37,6 +33,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from omegaconf import open_dict
 
 from experiments.signals import ignore_termination
+from experiments.sweep.forkserver import PRELOAD, die_with_parent, worker_context
 from experiments.sweep.ticket import JobServices
 
 log = logging.getLogger(__name__)
@@ -65,18 +62,6 @@ def _init_worker(slots, releases=None, data_lock=None) -> None:
     # job's start), off the critical path, instead of Python collecting at arbitrary points
     # of a trial.
     gc.disable()
-
-
-def die_with_parent() -> None:
-    """On Linux, have this process killed when the thread that started it ends (its parent's
-    main thread here: the sweeper's for the fork server, the fork server's for a worker)."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class TrainingSlot:
@@ -203,7 +188,7 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
     (``{"data": ..., "batch_size": ...}``: an image folder is decoded once per process)."""
     import importlib
 
-    for name in _PRELOAD[1:]:  # (already imported where the fork server preloaded them)
+    for name in PRELOAD[1:]:  # (already imported where the fork server preloaded them)
         importlib.import_module(name)
     try:
         _warm_keras()
@@ -265,124 +250,6 @@ def _warm_keras() -> None:
     keras.backend.clear_session(free_memory=False)
 
 
-# What every worker imports. On Linux a fork server holds it and forks each worker from it, so
-# a worker starts at once instead of importing TensorFlow (seconds): the first workers, and
-# each worker that replaces one that grew (with fresh workers every 3 trials of the quick
-# sweep: 1.3 s without training instead of 9.6 s, benchmarks/sweep_overhead.py). Only imports
-# happen in the fork server, no TensorFlow op, so TensorFlow's runtime and its threads start
-# in each worker.
-_PRELOAD = [
-    "experiments.sweep.forkserver_guard",  # first: the fork server dies with the sweeper
-    "experiments.run",
-    "experiments.sweep.job",
-    "experiments.tracking",
-    "mlflow",  # the job imports MLflow lazily
-    "mlflow.store.tracking.sqlalchemy_store",
-    "sklearn.datasets",  # the embedded dataset and the validation split
-    "sklearn.model_selection",
-]
-
-
-def _worker_context():
-    if sys.platform.startswith("linux"):
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(_PRELOAD)
-        # Started here, from the caller's thread (the sweeper's main thread), not from the
-        # thread that starts the workers: a process dies with the thread that started it
-        # (die_with_parent), and that thread ends once the workers are up.
-        _start_fork_server()
-        return context
-    return multiprocessing.get_context("spawn")  # elsewhere forking is unsafe or unavailable
-
-
-def _start_fork_server() -> None:
-    """Start multiprocessing's fork server, as a fork of this process where that is safe.
-
-    multiprocessing starts it as a new interpreter, which imports TensorFlow, Keras and MLflow
-    again: 4-5 s on 2 cores, competing with the sweeper's own set-up, before any trial can
-    start. The sweeper has imported TensorFlow already but run no op of it (the same state
-    the fork server keeps), so a fork of it is a fork server that only has MLflow left to
-    import. Falls back to multiprocessing's own start when this process already runs
-    TensorFlow's runtime or other threads (their state would not survive the fork) or when
-    this Python's fork server differs from the one this was written against (3.11-3.13)."""
-    from multiprocessing import forkserver
-
-    server = forkserver._forkserver  # noqa: SLF001 - the module's one ForkServer
-    if not _fork_safe() or not _same_fork_server(server):
-        forkserver.ensure_running()
-        return
-    with server._lock:  # noqa: SLF001 - as ForkServer.ensure_running, with os.fork for spawnv
-        from multiprocessing import connection, resource_tracker, spawn, util
-
-        resource_tracker.ensure_running()
-        if server._forkserver_pid is not None:  # noqa: SLF001
-            if not os.waitpid(server._forkserver_pid, os.WNOHANG)[0]:  # noqa: SLF001
-                return  # still running
-            os.close(server._forkserver_alive_fd)  # noqa: SLF001
-            server._forkserver_address = server._forkserver_alive_fd = server._forkserver_pid = None  # noqa: SLF001
-        data = {k: v for k, v in spawn.get_preparation_data("ignore").items() if k in ("main_path", "sys_path")}
-        preload = list(server._preload_modules)  # noqa: SLF001
-        with socket.socket(socket.AF_UNIX) as listener:
-            address = connection.arbitrary_address("AF_UNIX")
-            listener.bind(address)
-            if not util.is_abstract_socket_namespace(address):
-                os.chmod(address, 0o600)
-            listener.listen()
-            alive_r, alive_w = os.pipe()  # every client holds the write end; EOF: all gone
-            sys.stdout.flush()  # else the workers would print what this process had buffered
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:  # the fork server: serve until the sweeper is gone, never return
-                try:
-                    os.close(alive_w)
-                    _preload_and_freeze(preload)
-                    forkserver.main(listener.fileno(), alive_r, [], **data)
-                finally:
-                    os._exit(0)
-            os.close(alive_r)
-        server._forkserver_address = address  # noqa: SLF001
-        server._forkserver_alive_fd = alive_w  # noqa: SLF001
-        server._forkserver_pid = pid  # noqa: SLF001
-
-
-def _preload_and_freeze(modules: Sequence[str]) -> None:
-    """In the fork server: import ``modules`` (as multiprocessing's does), then collect garbage
-    once and freeze what is left, so no worker spends the ~0.4 s of that collection again."""
-    for name in modules:
-        try:
-            __import__(name)
-        except ImportError:
-            pass
-    gc.collect()
-    gc.freeze()
-
-
-def _fork_safe() -> bool:
-    """No thread but this one and no TensorFlow runtime (its thread pools) in this process."""
-    if threading.active_count() > 1:
-        return False
-    if "tensorflow" in sys.modules:
-        try:
-            from tensorflow.python.eager import context
-
-            return not context.context()._initialized  # noqa: SLF001
-        except (ImportError, AttributeError):
-            return False
-    return True
-
-
-def _same_fork_server(server) -> bool:
-    """This Python's fork server is the one ``_start_fork_server`` mirrors (no auth key)."""
-    from multiprocessing import forkserver
-
-    params = list(inspect.signature(forkserver.main).parameters)
-    expected = ["listener_fd", "alive_r", "preload", "main_path", "sys_path"]
-    return params == expected and set(vars(server)) == {
-        "_forkserver_address", "_forkserver_alive_fd", "_forkserver_pid", "_inherited_fds", "_lock",
-        "_preload_modules",
-    }  # fmt: skip
-
-
 class ProcessLauncherImpl:
     def __init__(
         self, n_jobs: int = 1, max_trials_per_process: int | None = None, max_worker_growth_mb: float | None = 400
@@ -420,7 +287,7 @@ class ProcessLauncherImpl:
     def preload(self) -> None:
         """Start the fork server's imports (seconds: TensorFlow) now, without any worker: if
         the sweep stops at its start (a service unreachable), nothing has to be stopped."""
-        _worker_context()
+        worker_context()
 
     def warm_up(
         self, tracking_uri: str | None = None, storage_url: str | None = None, data: dict | None = None
@@ -440,7 +307,7 @@ class ProcessLauncherImpl:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            context = _worker_context()
+            context = worker_context()
             # Without prefetching every worker trains as soon as it has a job: no gate needed.
             slots = self._slots = context.BoundedSemaphore(self.n_jobs) if self.prefetch else None
             # Trials that gave a slot back, newest last: enough for every job in flight.

@@ -12,8 +12,8 @@ from tests.experiments.conftest import REPO
 
 PROBE = """
 import importlib
-from experiments.sweep.launcher import _PRELOAD
-for name in _PRELOAD:
+from experiments.sweep.forkserver import PRELOAD
+for name in PRELOAD:
     importlib.import_module(name)
 from tensorflow.python.eager import context
 print("runtime started:", context.context()._initialized)
@@ -32,9 +32,9 @@ def test_fork_server_preload_starts_no_tensorflow_runtime():
 
 
 def test_fork_server_guard_is_imported_first():
-    from experiments.sweep.launcher import _PRELOAD
+    from experiments.sweep.forkserver import PRELOAD
 
-    assert _PRELOAD[0] == "experiments.sweep.forkserver_guard"
+    assert PRELOAD[0] == "experiments.sweep.forkserver_guard"
 
 
 FORKED = """
@@ -43,8 +43,9 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import forkserver
 import experiments  # TensorFlow imported, its runtime not started
 {before}
-from experiments.sweep.launcher import _warm_up, _worker_context
-context = _worker_context()
+from experiments.sweep.forkserver import worker_context
+from experiments.sweep.launcher import _warm_up
+context = worker_context()
 server = forkserver._forkserver._forkserver_pid
 cmdline = lambda pid: open(f"/proc/{{pid}}/cmdline").read()
 print("server is a fork of this process:", cmdline(server) == cmdline(os.getpid()))
