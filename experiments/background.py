@@ -7,10 +7,15 @@ that write would still slow the callbacks that follow it, since the two threads 
 interpreter lock; so writers hold queued work while the training thread is between epochs
 (:class:`HoldWritesBetweenEpochs`) and do it once the next epoch's steps run, when TensorFlow
 has released the lock to execute its ops.
+
+``RESNET_BLOCKS_WRITES=inline`` does every write at once on the caller's thread instead: the
+paired benchmark in BENCHMARKS.md runs the quick sweep both ways, the measured reason for
+this thread.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -21,6 +26,7 @@ import keras
 _STEPS_RUNNING = threading.Event()  # cleared while the training thread runs epoch-end callbacks
 _STEPS_RUNNING.set()
 MAX_HOLD_S = 0.5  # a slow callback between epochs holds writes no longer than this
+INLINE = os.environ.get("RESNET_BLOCKS_WRITES", "background") == "inline"
 
 
 def hold_writes() -> None:
@@ -64,6 +70,9 @@ class OrderedWriter:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         if self._error is not None:  # an earlier write failed: fail now, not at the end
             raise self._error
+        if INLINE:
+            fn(*args)
+            return
         self._submitted += 1
         self._queue.put((fn, args))
 

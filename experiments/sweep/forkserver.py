@@ -8,7 +8,6 @@ was written against and falls back to multiprocessing's own start otherwise, and
 
 from __future__ import annotations
 
-import gc
 import inspect
 import multiprocessing
 import os
@@ -118,8 +117,9 @@ def _preload_and_freeze(modules: Sequence[str]) -> None:
             __import__(name)
         except ImportError:
             pass
-    gc.collect()
-    gc.freeze()
+    from experiments.sweep import gc_policy
+
+    gc_policy.freeze_survivors()
 
 
 def _fork_safe() -> bool:

@@ -9,7 +9,6 @@ to the sweeper, which tells the study. (The sweeper keeps the trial's heartbeat.
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from experiments.background import OrderedWriter
 from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
 from experiments.run import RunHooks, RunPlan, arch_label, build_for_training, dry_build, run_task
+from experiments.sweep import gc_policy
 from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.study import (
     CONSTRAINT_KEY,
@@ -186,7 +186,7 @@ def _free_trial_memory() -> None:
     # long-lived: freezing it keeps the next trial's collection to that trial's own
     # objects (0.3-0.5 s, growing with every trial, down to ~0.05 s). The launcher's
     # growth limit still bounds the worker's memory.
-    gc.freeze()
+    gc_policy.freeze()
 
 
 def open_trial(ticket: TrialTicket) -> optuna.Trial:

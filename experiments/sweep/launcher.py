@@ -17,7 +17,6 @@ keeps jobs in flight; ``launch`` is Hydra's run-a-batch API on top of it.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import threading
@@ -33,6 +32,7 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from omegaconf import open_dict
 
 from experiments.signals import ignore_termination
+from experiments.sweep import gc_policy
 from experiments.sweep.forkserver import PRELOAD, die_with_parent, worker_context
 from experiments.sweep.ticket import JobServices
 
@@ -61,7 +61,7 @@ def _init_worker(slots, releases=None, data_lock=None) -> None:
     # step. So a worker collects once per job (its clean-up after the result, or at the next
     # job's start), off the critical path, instead of Python collecting at arbitrary points
     # of a trial.
-    gc.disable()
+    gc_policy.collect_between_jobs_only()
 
 
 class TrainingSlot:
@@ -147,7 +147,7 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
         _CLEANER.join()
         _CLEANER = None
     else:
-        gc.collect()
+        gc_policy.collect_between_jobs()
     idx, overrides, hydra_context, config, task_function, singleton_state, composed = cloudpickle.loads(payload)
     setup_globals()
     Singleton.set_state(singleton_state)
@@ -219,8 +219,7 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
     except Exception as err:  # noqa: BLE001 - only a head start: the job meets any real problem itself
         log.debug("worker warm-up incomplete: %s", err)
     # What exists now lives as long as the worker: keep it out of every later collection.
-    gc.collect()
-    gc.freeze()
+    gc_policy.freeze_survivors()
     return os.getpid()
 
 

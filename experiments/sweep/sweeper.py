@@ -9,7 +9,6 @@ Several invocations (workers) may share one study on PostgreSQL.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from experiments.cli import UserError, user_errors
 from experiments.locks import sqlite_setup_lock
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.signals import interruption_reason
+from experiments.sweep import gc_policy
 from experiments.sweep import study as st
 from experiments.sweep.checks import (
     check_added_keys,
@@ -181,8 +181,7 @@ class SweeperImpl:
         # Everything alive now (TensorFlow, Hydra, the study) lives as long as the sweep. Out of
         # the collector's way, the collection after each vetting build scans only that trial's
         # objects (benchmarks/sweep_overhead.py measures it).
-        gc.collect()
-        gc.freeze()
+        gc_policy.freeze_survivors()
         engine.started = time.monotonic()
         status, reason = "FINISHED", None
         try:

@@ -118,3 +118,17 @@ def test_a_refused_report_fails_training(tmp_path):
     callback.on_epoch_end(0, {"val_accuracy": 0.9})
     with pytest.raises(RuntimeError, match="finished"):
         callback.on_train_end()
+
+
+def test_inline_writes_run_at_once_on_the_callers_thread(monkeypatch):
+    # RESNET_BLOCKS_WRITES=inline, the paired benchmark's other side.
+    import threading
+
+    from experiments import background
+
+    monkeypatch.setattr(background, "INLINE", True)
+    writer = background.OrderedWriter("inline")
+    threads = []
+    writer.submit(lambda: threads.append(threading.current_thread()))
+    assert threads == [threading.current_thread()]
+    writer.close()

@@ -79,15 +79,18 @@ def test_fork_server_is_a_new_interpreter_once_tensorflow_runs_here():
     assert "worker forked from the server: True" in proc.stdout, proc.stdout
 
 
-def test_workers_collect_garbage_between_jobs_only():
+@pytest.mark.parametrize(("policy", "automatic"), [("tuned", False), ("python", True)])
+def test_workers_collect_garbage_between_jobs_only(monkeypatch, policy, automatic):
+    # (RESNET_BLOCKS_GC=python: Python's own collector, for the paired benchmark.)
     import gc
     from concurrent.futures import ProcessPoolExecutor
 
     from experiments.sweep.launcher import _init_worker
 
+    monkeypatch.setenv("RESNET_BLOCKS_GC", policy)  # (a spawned worker imports the policy afresh)
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(None,)) as pool:  # fmt: skip
-        assert pool.submit(gc.isenabled).result() is False
+        assert pool.submit(gc.isenabled).result() is automatic
 
 
 def test_each_trial_knows_the_trials_that_trained_before_it(monkeypatch):
