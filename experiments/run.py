@@ -200,12 +200,11 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
         log_summary = functools.partial(_log_built_model, tr, summary=cfg.tracking.log_summary)
         result = train(
             cfg,
-            plan.spec,
+            built if built is not None else plan.spec,
             data,
             callbacks=(tr.epoch_callback(), *callbacks),
             slot=slot,
             on_built=log_summary,
-            built=built,
         )
         finals = {
             **{f"best/{k}": v for k, v in result.best.items()},

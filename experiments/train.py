@@ -277,9 +277,9 @@ def _seeded_precision(t):
 
 
 def train(
-    cfg, spec: ResNetSpec, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None, built=None
+    cfg, model: ResNetSpec | BuiltModel, data, *, callbacks: Sequence[Any] = (), slot=None, on_built=None
 ) -> TrainResult:
-    """Build ``spec``, fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
+    """Build ``model`` (a spec), fit it on ``data`` as ``cfg.trainer`` says and evaluate it.
 
     ``on_built(model, cost)``: called once the model is compiled, before training (a sweep's
     job logs its summary then, while another trial may still be training).
@@ -287,8 +287,8 @@ def train(
     ``slot``: a context manager entered right before fitting (a sweep's worker waits there
     for a training slot, its model already built and compiled).
 
-    ``built``: the model from :func:`build_model`, if the caller built it (a sweep's job
-    builds it before anything is recorded, to vet it); otherwise it is built here."""
+    ``model`` may also be :func:`build_model`'s result, when the caller built it (a sweep's
+    job builds it before anything is recorded, to vet it)."""
     import tensorflow as tf
 
     t = cfg.trainer
@@ -299,9 +299,10 @@ def train(
     guard = None
     try:
         t0 = time.perf_counter()
+        built = model if isinstance(model, BuiltModel) else None
         prebuilt_s = built.build_s if built is not None else 0.0
         if built is None:
-            built = build_model(cfg, spec)
+            built = build_model(cfg, model)
         network, strategy = built.model, built.strategy
         if data.preprocessing is not None:  # the model takes raw pixels (what it will be shipped with)
             with strategy.scope():
@@ -311,7 +312,7 @@ def train(
         steps = t.steps_per_epoch or math.ceil(data.num_train / t.batch_size)
         if t.label_smoothing > 0:
             loss = keras.losses.CategoricalCrossentropy(label_smoothing=t.label_smoothing)
-            one_hot = lambda x, y: (x, tf.one_hot(y, spec.num_classes))  # noqa: E731
+            one_hot = lambda x, y: (x, tf.one_hot(y, data.num_classes))  # noqa: E731
             train_ds, val_ds = data.train.map(one_hot), data.val.map(one_hot)
             test_ds = data.test.map(one_hot) if data.test is not None else None
         else:

@@ -23,3 +23,22 @@ def test_every_experiments_module_outside_sweeps_is_under_the_contract():
     sources = set(next(c for c in conf if "experiments.sweep" in c["forbidden_modules"])["source_modules"])
     modules = {f"experiments.{p.stem}" for p in (REPO / "experiments").glob("*.py") if p.stem != "__init__"}
     assert modules - sources == {"experiments.command"}  # the dispatcher runs sweeps by name
+
+
+def test_no_function_in_experiments_takes_more_than_six_parameters():
+    # More state than that travels in a dataclass (SweepRun, RunHooks, TrialTicket, Job).
+    import ast
+
+    too_many = []
+    for path in sorted((REPO / "experiments").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)] + [
+                    x.arg for x in (a.vararg, a.kwarg) if x is not None
+                ]
+                if names[:1] in (["self"], ["cls"]):
+                    names = names[1:]
+                if len(names) > 6:
+                    too_many.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}({', '.join(names)})")
+    assert not too_many, too_many
