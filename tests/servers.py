@@ -47,5 +47,10 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, wo
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:  # (its graceful shutdown waits for idle keep-alive connections: seconds)
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
         log.close()

@@ -53,10 +53,10 @@ def runs(tracking_uri, experiment):
 
 def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     experiment = "three-workers"
-    # In-process trials (basic launcher): 3 workers x 10 trials on 2 cores without 6 more
+    # In-process trials (basic launcher): 3 workers x 5 trials on 2 cores without 6 more
     # TensorFlow imports; the process launcher is covered by the kill -9 test.
     common = [
-        "hydra.sweeper.n_trials=30",
+        "hydra.sweeper.n_trials=15",
         "trainer.epochs=1",
         "hydra.sweeper.heartbeat_interval=2",
         "hydra/launcher=basic",
@@ -81,8 +81,8 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     for w, out in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:]
     study = optuna.load_study(study_name="quick", storage=pg_url)
-    assert len(study.trials) == 30
-    assert sorted(t.number for t in study.trials) == list(range(30))
+    assert len(study.trials) == 15
+    assert sorted(t.number for t in study.trials) == list(range(15))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
     # Every worker did some of the work.
     assert all("COMPLETE" in out or "PRUNED" in out for out in outputs)
@@ -91,7 +91,7 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     by_trial = {}
     for r in children:
         by_trial.setdefault(int(r.data.tags["sweep.trial"]), []).append(r)
-    assert sorted(by_trial) == list(range(30)) and all(len(v) == 1 for v in by_trial.values())
+    assert sorted(by_trial) == list(range(15)) and all(len(v) == 1 for v in by_trial.values())
     for t in study.trials:
         (run,) = by_trial[t.number]
         assert run.info.status == "FINISHED" and run.data.tags["sweep.state"] == t.state.name
@@ -144,19 +144,19 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     assert retry_run.data.tags["sweep.retry_of"] == str(victim.number) and retry_run.info.status == "FINISHED"
 
 
-def sweep_through_launcher(tmp_path, pg_url, mlflow_server, experiment, *launcher, timeout=600):
-    """A 4-trial, 1-epoch sweep on a PostgreSQL study through another Hydra launcher; returns
-    the trials' MLflow runs once every trial completed."""
+def sweep_through_launcher(tmp_path, pg_url, mlflow_server, experiment, *launcher, n_trials=4, timeout=600):
+    """A 1-epoch sweep on a PostgreSQL study through another Hydra launcher, 2 jobs at a time;
+    returns the trials' MLflow runs once every trial completed."""
     proc = subprocess.run(
         worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *launcher, "hydra.sweeper.n_jobs=2",
-                   "hydra.sweeper.n_trials=4", "trainer.epochs=1"),
+                   f"hydra.sweeper.n_trials={n_trials}", "trainer.epochs=1"),
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     study = optuna.load_study(study_name="quick", storage=pg_url)
-    assert len(study.trials) == 4 and all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert len(study.trials) == n_trials and all(t.state == TrialState.COMPLETE for t in study.trials)
     _, children = runs(mlflow_server, experiment)
-    assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == [0, 1, 2, 3]
+    assert sorted(int(r.data.tags["sweep.trial"]) for r in children) == list(range(n_trials))
     return children
 
 
@@ -169,8 +169,9 @@ def test_joblib_launcher_on_one_machine(tmp_path, pg_url, mlflow_server):
 def test_submitit_local_launcher_takes_the_slurm_path(tmp_path, pg_url, mlflow_server):
     """``hydra/launcher=submitit_local``: submitit's local executor pickles each job and reads
     its result back as its SLURM executor does (the recipe for a cluster, run here)."""
+    # One batch of 2 jobs (each a new process importing TensorFlow).
     children = sweep_through_launcher(tmp_path, pg_url, mlflow_server, "submitit", "hydra/launcher=submitit_local",
-                                      "hydra.launcher.timeout_min=10", timeout=900)  # fmt: skip
+                                      "hydra.launcher.timeout_min=10", n_trials=2, timeout=900)  # fmt: skip
     assert all(r.info.status == "FINISHED" for r in children)
     assert list((tmp_path / "multirun").glob("*/.submitit/*/*_result.pkl"))  # submitit's own result files
 
