@@ -121,9 +121,20 @@ def describe_overrides():
     return run
 
 
-# End-to-end tests: real sweeps, servers, browsers, signals and faults in child processes.
-# ``./dev test -m "not slow"`` leaves them out for a quick check; CI runs everything.
-SLOW = ("distributed", "faults", "ui", "experiments/sweep/test_sweep.py", "experiments/sweep/test_finalize.py")
+# End-to-end tests: real sweeps, servers, browsers, signals and faults in child processes, and
+# modules that train models or start Pythons (most of their tests take seconds each).
+# ``./dev test -m "not slow"`` leaves them out for a check in under a minute (the registry,
+# blocks, spec errors, search space, reports, the sweep's parts); CI runs everything.
+SLOW = (
+    "distributed", "faults", "ui", "benchmarks",
+    "experiments/sweep/test_sweep.py", "experiments/sweep/test_finalize.py", "experiments/sweep/test_any_app.py",
+    "experiments/sweep/test_checks.py", "experiments/sweep/test_launcher.py",
+    "experiments/test_run.py", "experiments/test_describe.py", "experiments/test_model_logging.py",
+    "experiments/test_cli_help.py", "experiments/test_command.py", "experiments/test_plugins.py",
+    "experiments/test_system_metrics.py",
+    "resnet_blocks/test_backends.py", "resnet_blocks/test_cost.py", "resnet_blocks/test_plugin_files.py",
+    "resnet_blocks/test_fused_sgd.py", "resnet_blocks/test_save_load.py",
+)  # fmt: skip
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,6 +24,7 @@ from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.internals import frozen, storage_of, trial_id
+from experiments.sweep.live import Flight
 from experiments.sweep.records import Recorder
 from experiments.sweep.space import Param, sample
 
@@ -72,7 +73,7 @@ class Engine:
                         if (p := self._prepare(trial)) is not None:
                             progress.running(trial.number, p.arch, p.values)
                             in_flight[executor.submit(p.job)] = p
-                    self.live = {p.trial.number for p in in_flight.values()}
+                    self._in_flight(in_flight)
                     if asked and len(in_flight) < executor.capacity:
                         continue  # some were rejected or reused: ask for more before waiting
                     if stop is None and not asked and not in_flight:
@@ -86,9 +87,10 @@ class Engine:
                         executor.close()
                         break
                     continue
-                for future in executor.collect(in_flight):
+                # (With a live board, wake each second to redraw the trials' epochs.)
+                for future in executor.collect(in_flight, timeout=1.0 if progress.board else None):
                     self.recorder.launched(in_flight.pop(future), future.result())
-                self.live = {p.trial.number for p in in_flight.values()}
+                self._in_flight(in_flight)
         except BaseException as err:
             executor.close(kill=True)
             if in_flight:  # interrupted, or a bug: the trials in flight end FAIL
@@ -100,6 +102,11 @@ class Engine:
         finally:
             self.live = set()
         _check_some_finished(study)
+
+    def _in_flight(self, in_flight: dict) -> None:
+        self.live = {p.trial.number for p in in_flight.values()}
+        flights = [Flight(p.trial.number, p.arch) for p in in_flight.values()]
+        self.recorder.progress.flying(flights, self.run.study)
 
     def _ask(self) -> tuple[str | None, list]:
         """A new trial, or why the sweep stops ("" once n_trials are done)."""

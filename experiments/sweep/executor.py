@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from experiments.sweep.live import run_without_console
 from experiments.sweep.ticket import TrialTicket, hydra_job
 
 
@@ -28,6 +29,7 @@ class Job:
 
 class Executor(Protocol):
     capacity: int  # jobs in flight at most
+    live: bool  # the loop runs while jobs do (a live board can follow them)
 
     def preload(self) -> None:
         """Start what takes long and needs nothing (imports), while the sweeper checks its settings."""
@@ -39,8 +41,8 @@ class Executor(Protocol):
     def submit(self, job: Job) -> Future:
         """Start (or queue) ``job``; the future gives its ``JobReturn``."""
 
-    def collect(self, futures: Collection[Future]) -> set[Future]:
-        """Wait until at least one of ``futures`` is done; return the done ones."""
+    def collect(self, futures: Collection[Future], timeout: float | None = None) -> set[Future]:
+        """Wait until at least one of ``futures`` is done (or ``timeout``); return the done ones."""
 
     def between_jobs(self, idle: bool) -> bool:
         """Maintenance between jobs; False: submit nothing until no job runs (``idle``)."""
@@ -75,7 +77,9 @@ class LauncherExecutor:
         self._queue.append((job, future))
         return future
 
-    def collect(self, futures: Collection[Future]) -> set[Future]:
+    live = False  # a batch blocks the loop: the sweep prints lines, no live board
+
+    def collect(self, futures: Collection[Future], timeout: float | None = None) -> set[Future]:
         batch, self._queue = self._queue, []
         if batch:
             overrides = [[*j.overrides, *([j.ticket.hydra_override()] if j.ticket else [])] for j, _ in batch]
@@ -105,6 +109,8 @@ class PoolExecutor:
         self.capacity = n_jobs + self.prefetch
         self.pool.set_prefetch(self.prefetch)
         self.job_idx = 0
+        self.live = True  # jobs in flight while the loop runs: a live board can follow them
+        self.quiet_jobs = False  # set while a live board shows: jobs log to their files only
 
     def preload(self) -> None:
         self.pool.preload()  # the fork server's imports overlap the sweeper's checks
@@ -117,12 +123,14 @@ class PoolExecutor:
         task = None
         if job.ticket is not None:
             task = functools.partial(self.trial_fn, ticket=job.ticket, services=self.services)
+        if self.quiet_jobs:
+            task = functools.partial(run_without_console, task or self.pool.task_function)
         future = self.pool.submit(job.overrides, self.job_idx, task_function=task, composed=job.composed)
         self.job_idx += 1
         return future
 
-    def collect(self, futures: Collection[Future]) -> set[Future]:
-        done, _ = wait(futures, return_when=FIRST_COMPLETED)
+    def collect(self, futures: Collection[Future], timeout: float | None = None) -> set[Future]:
+        done, _ = wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         return set(done)
 
     def between_jobs(self, idle: bool) -> bool:

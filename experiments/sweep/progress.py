@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -34,6 +35,29 @@ class Progress:
         self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self.done = 0
         self._started, self._done_at_start = time.monotonic(), 0
+        self.board = None  # experiments.sweep.live.LiveBoard, while one shows
+
+    @contextlib.contextmanager
+    def live_board(self, epochs: int | None, monitor: str | None):
+        """Show the live board (see :mod:`experiments.sweep.live`) for the block's duration."""
+        from experiments.sweep.live import LiveBoard
+
+        with LiveBoard(self.console, self.n_trials, self.done, epochs, monitor) as board:
+            self.board = board
+            try:
+                yield board
+            finally:
+                self.board = None
+
+    def flying(self, flights, study) -> None:
+        """The trials in flight changed (or time passed): redraw the board, if one shows."""
+        if self.board is not None:
+            self.board.update(flights, study)
+
+    def _count_done(self) -> None:
+        self.done += 1
+        if self.board is not None:
+            self.board.set_done(self.done)
 
     def start(self, study_name: str, done: int, storage: str) -> None:
         self.done = done
@@ -66,20 +90,20 @@ class Progress:
         )
 
     def rejected(self, number: int, arch: str | None, reason: str) -> None:
-        self.done += 1
+        self._count_done()
         self.console.print(
             f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  {esc(self.count())}"
         )
 
     def reused(self, number: int, same: int, arch: str) -> None:
-        self.done += 1
+        self._count_done()
         self.console.print(
             f"[cyan]t{number:02d} repeats t{same:02d}[/] ({esc(arch)}): its values reused, not retrained"
             f"  {esc(self.count())}"
         )
 
     def finished(self, trial: FrozenTrial, study) -> None:
-        self.done += 1
+        self._count_done()
         state = trial.state.name
         text = f"[{_STYLE.get(state, 'white')}]t{trial.number:02d} {state}[/]"
         if trial.state == TrialState.COMPLETE:

@@ -33,6 +33,7 @@ from experiments.sweep.checks import (
 from experiments.sweep.engine import Engine, SweepAborted, SweepRun
 from experiments.sweep.executor import PoolExecutor, make_executor, task_for_launcher
 from experiments.sweep.layers import PlainLayer, ResNetLayer
+from experiments.sweep.live import board_or_lines
 from experiments.sweep.progress import Progress
 from experiments.sweep.records import MlflowBook, NoBook, Recorder
 from experiments.sweep.space import Param, parse_param, parse_space, search_space_hook
@@ -184,8 +185,10 @@ class SweeperImpl:
         gc_policy.freeze_survivors()
         engine.started = time.monotonic()
         status, reason = "FINISHED", None
+        epochs = base.trainer.epochs if self.resnet else None
         try:
-            engine.loop()
+            with board_or_lines(recorder.progress, executor, c.live, epochs, monitor):
+                engine.loop()
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
             status, reason = "KILLED", interruption_reason(err)
             raise

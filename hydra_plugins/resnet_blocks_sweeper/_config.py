@@ -71,6 +71,7 @@ class SweeperConf:
     grace_period: int | None = None  # seconds without a heartbeat before a trial counts as dead (default 3x interval)
     max_retry: int = 1  # retries of a trial whose worker died (same parameters)
     allow_sqlite_parallel: bool = False  # SQLite with several workers is unsafe
+    live: bool | None = None  # a live board of the trials in flight (null: when printing to a terminal)
     ticket: str | None = None  # set by the sweeper on each job: the job's trial (experiments.sweep.ticket)
     setup_only: bool = False  # create the study, MLflow experiment and parent run, then exit (before workers start)
 

@@ -34,3 +34,28 @@ def test_the_trials_table_keeps_one_line_per_trial_at_80_columns():
     assert all(len(ln) <= 80 for ln in lines if not ln.lstrip().startswith("retrain")), "\n".join(lines)
     assert any("rejected" in ln and "t04" in ln for ln in table)
     assert any("12.3M" in ln for ln in table)  # params 12,345,670 in short form
+
+
+def test_the_live_board_shows_each_trial_in_flight_with_its_epoch_and_last_value():
+    import optuna
+
+    from experiments.sweep.live import Flight, LiveBoard
+
+    study = optuna.create_study()
+    trained = study.ask()
+    trained.report(0.5, 1)
+    trained.report(0.75, 2)
+    study.ask()  # (set up, no epoch yet)
+    board = LiveBoard(Console(file=io.StringIO(), force_terminal=True, width=80), 5, 1, 4, "val/accuracy")
+    board.update([Flight(0, "regular d1-1-1 w8 s122"), Flight(1, "bottleneck d2-2-2 w16 s122")], study)
+    out = Console(file=io.StringIO(), width=80, record=True)
+    out.print(board._render())
+    lines = out.export_text().splitlines()
+    assert any("1/5" in line and "ETA" in line for line in lines)  # the study's bar
+    (t00,) = [line for line in lines if "t00" in line]
+    assert "regular d1-1-1 w8 s122" in t00 and "epoch 2/4" in t00 and "val/accuracy=0.7500" in t00
+    (t01,) = [line for line in lines if "t01" in line]
+    assert "setting up" in t01
+    board.set_done(2)
+    out.print(board._render())
+    assert "2/5" in out.export_text()

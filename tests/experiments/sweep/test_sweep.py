@@ -339,3 +339,39 @@ def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "hydra.sweeper.prefetch: received -1; allowed: an integer >= 0" in proc.stderr + proc.stdout
     assert not (tmp_path / "optuna.db").exists()
+
+
+def test_in_a_terminal_a_live_board_follows_the_trials_in_flight(tmp_path):
+    # A pseudo-terminal, as a person would run it: the board (the study's bar, each trial's
+    # epoch) shows, the jobs' own lines go to their log files only, and the run ends as usual.
+    import pty
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(REPO),
+           "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}  # fmt: skip
+    env.pop("MLFLOW_RUN_ID", None)
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.run", "+sweep=quick", *SMALL, "hydra.sweeper.n_trials=3",
+         "trainer.epochs=4", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+         f"hydra.sweep.dir={tmp_path / 'multirun'}"],
+        cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # (EIO: the child side closed)
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait(timeout=600) == 0
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    assert re.search(r"trials .*\d/3", text), text[-3000:]  # the study's bar
+    assert re.search(r"t0\d .*epoch [1-4]/4 +val/accuracy=0\.\d{4}", text), text[-3000:]  # a trial's line
+    assert "report:" in text and "COMPLETE" in text
+    assert not re.search(r"t0\d epoch \d/4: train/loss=", text)  # the jobs' lines: in their files only
+    logs = "".join(p.read_text() for p in (tmp_path / "multirun").rglob("run.log"))
+    assert re.search(r"t0\d epoch \d/4: train/loss=", logs)
