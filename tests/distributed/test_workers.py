@@ -101,9 +101,9 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
 def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_server):
     experiment = "kill-and-resume"
     # Enough epochs that the kill lands while the victim still trains (these tiny trials are fast).
-    common = ["hydra.sweeper.n_trials=3", "trainer.epochs=25", "hydra.sweeper.pruner.name=none",
+    common = ["hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none",
               "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4"]  # fmt: skip
-    worker = subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
+    worker = subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common, "trainer.epochs=25"),
                               cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     # Wait until a trial is in the middle of training (an epoch reported), then kill -9.
     victim = None
@@ -123,7 +123,8 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     _, children = runs(mlflow_server, experiment)
     assert any(r.info.status == "RUNNING" for r in children)  # what a killed process leaves behind
 
-    resume = subprocess.run(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
+    # (The resumed trials need not be long: 3 epochs each.)
+    resume = subprocess.run(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common, "trainer.epochs=3"),
                             cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr[-3000:]
     study = optuna.load_study(study_name="quick", storage=pg_url)
@@ -177,16 +178,18 @@ def test_submitit_local_launcher_takes_the_slurm_path(tmp_path, pg_url, mlflow_s
 
 
 def test_unreachable_services_fail_at_start(tmp_path, pg_url):
+    from tests.parallel import run_together
+
     dead_db = "postgresql://postgres@127.0.0.1:9/nowhere"
-    proc = subprocess.run(worker_cmd(tmp_path, dead_db, f"sqlite:///{tmp_path}/m.db", "x"),
-                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 2
-    assert "hydra.sweeper.storage: cannot open Optuna storage" in proc.stderr and "Traceback" not in proc.stderr
-    proc = subprocess.run(worker_cmd(tmp_path, pg_url, "http://127.0.0.1:9", "x"),
-                          cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 2
-    assert "tracking.tracking_uri: cannot reach MLflow tracking store" in proc.stderr
-    assert "Epoch" not in proc.stdout and "Traceback" not in proc.stderr
+    no_db, no_server = run_together([
+        dict(args=worker_cmd(tmp_path, dead_db, f"sqlite:///{tmp_path}/m.db", "x"), cwd=tmp_path, env=env()),
+        dict(args=worker_cmd(tmp_path, pg_url, "http://127.0.0.1:9", "x"), cwd=tmp_path, env=env()),
+    ], timeout=120)  # fmt: skip
+    assert no_db.returncode == 2
+    assert "hydra.sweeper.storage: cannot open Optuna storage" in no_db.stderr and "Traceback" not in no_db.stderr
+    assert no_server.returncode == 2
+    assert "tracking.tracking_uri: cannot reach MLflow tracking store" in no_server.stderr
+    assert "Epoch" not in no_server.stdout and "Traceback" not in no_server.stderr
 
 
 def test_sqlite_with_several_jobs_is_refused(tmp_path):

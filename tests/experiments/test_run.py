@@ -6,7 +6,6 @@ import json
 import math
 import os
 import pickle
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -429,28 +428,30 @@ def test_bad_config_is_rejected_before_work(make_cfg, overrides, message):
     assert message in str(err.value)
 
 
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        ["data.source=mnist"],
-        ["trainer.epochs=-1"],
-        ["data=image_folder", "data.path=/no/such/folder"],
-        ["trainer.optimizer=rmsprop"],
-        ["trainer.epoch=3"],  # misspelt key: Hydra's schema rejects it
-    ],
-)
-def test_bad_override_exits_cleanly_without_a_run(tmp_path, overrides):
-    db = tmp_path / "mlflow.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={tmp_path}/out"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode != 0
-    key = overrides[-1].split("=")[0]
-    assert key in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not db.exists(), "no MLflow store (so no run) may be created for a rejected config"
+BAD_OVERRIDES = [
+    ["data.source=mnist"],
+    ["trainer.epochs=-1"],
+    ["data=image_folder", "data.path=/no/such/folder"],
+    ["trainer.optimizer=rmsprop"],
+    ["trainer.epoch=3"],  # misspelt key: Hydra's schema rejects it
+]
+
+
+def test_bad_overrides_exit_cleanly_without_a_run(tmp_path):
+    from tests.parallel import run_together
+
+    dirs = [tmp_path / str(i) for i in range(len(BAD_OVERRIDES))]
+    procs = run_together([
+        dict(args=[sys.executable, "-m", "experiments.run", *overrides, f"hydra.run.dir={d}/out"], cwd=REPO,
+             env={**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{d / 'mlflow.db'}"})
+        for d, overrides in zip(dirs, BAD_OVERRIDES)
+    ])  # fmt: skip
+    for d, overrides, proc in zip(dirs, BAD_OVERRIDES, procs):
+        assert proc.returncode != 0, overrides
+        key = overrides[-1].split("=")[0]
+        assert key in proc.stderr, (overrides, proc.stderr)
+        assert "Traceback" not in proc.stderr, (overrides, proc.stderr)
+        assert not (d / "mlflow.db").exists(), f"{overrides}: no MLflow store (so no run) may be created"
 
 
 def test_default_run_is_valid_and_meets_accuracy(make_cfg, mlflow_client):

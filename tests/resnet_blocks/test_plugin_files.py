@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -43,13 +42,15 @@ def test_the_tutorial_block_works_from_another_directory(tmp_path):
     env.pop("PYTHONPATH")  # (the repository is not importable from here: only the file path works)
     plugin = REPO_ROOT / "examples" / "se_block.py"
     cmd = [sys.executable, "-m", "experiments.describe", f"model.plugins=[{plugin}]", "model.block=se_regular"]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    from tests.parallel import run_together
+
+    proc, listing, by_module = run_together([
+        dict(args=cmd, cwd=tmp_path, env=env),
+        dict(args=[sys.executable, "-m", "experiments.blocks", "--plugins", str(plugin)], cwd=tmp_path, env=env),
+        dict(args=[*cmd[:3], "model.plugins=[examples.se_block]", cmd[-1]], cwd=tmp_path, env=env),
+    ], timeout=120)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MACs" in proc.stdout  # (built with the block)
-    listing = subprocess.run([sys.executable, "-m", "experiments.blocks", "--plugins", str(plugin)], cwd=tmp_path,
-                             env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert listing.returncode == 0 and "se_regular" in listing.stdout, listing.stderr[-2000:]
-    proc = subprocess.run([*cmd[:3], "model.plugins=[examples.se_block]", cmd[-1]], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 2
-    assert "A file works from anywhere: plugins=[/path/to/module.py]" in proc.stderr
+    assert by_module.returncode == 2
+    assert "A file works from anywhere: plugins=[/path/to/module.py]" in by_module.stderr

@@ -16,13 +16,46 @@ pytestmark = pytest.mark.slow
 APP = REPO_ROOT / "examples" / "any_app" / "sphere.py"
 
 
-def sweep_app(tmp_path, *overrides, config="sphere"):
-    proc = subprocess.run(
-        [sys.executable, str(APP), "--multirun", "--config-name", config, f"hydra.sweep.dir={tmp_path / 'm'}", *overrides],
-        cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    results = tmp_path / "m" / "optimization_results.yaml"
-    return proc, (OmegaConf.to_container(OmegaConf.load(results)) if results.exists() else None)
+# Each test's sweep: (overrides, config). They start together (each mostly waits on the
+# sweeper's imports, which overlap) and each test reads its own.
+SWEEPS = {
+    "sphere": ((), "sphere"),
+    "multi_objective": ((), "multi_objective"),
+    "grid": (("hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=50", "x=choice(1,2)", "y=choice(3,4,5)"), "sphere"),
+    "int": (("hydra.sweeper.n_trials=5", "x=int(interval(1,5))", "y=tag(log,int(interval(1,64)))"), "sphere"),
+    "motpe": (("hydra/sweeper/sampler=motpe",), "multi_objective"),
+    "custom": (("hydra.sweeper.n_trials=6",), "custom_search_space"),
+}
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    procs = {}
+    for name, (overrides, config) in SWEEPS.items():
+        d = tmp_path_factory.mktemp(name)
+        args = [
+            sys.executable,
+            str(APP),
+            "--multirun",
+            "--config-name",
+            config,
+            f"hydra.sweep.dir={d / 'm'}",
+            *overrides,
+        ]
+        procs[name] = (d, subprocess.Popen(args, cwd=d, env=subprocess_env(), stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True))  # fmt: skip
+    yield procs
+    for _, proc in procs.values():
+        proc.kill()
+
+
+def sweep_app(started, name):
+    """The finished sweep ``name`` of SWEEPS: (process, optimization_results.yaml or None, its directory)."""
+    d, proc = started[name]
+    out, err = proc.communicate(timeout=300)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    results = d / "m" / "optimization_results.yaml"
+    return done, (OmegaConf.to_container(OmegaConf.load(results)) if results.exists() else None), d
 
 
 def job_values(tmp_path) -> list[dict]:
@@ -33,8 +66,8 @@ def job_values(tmp_path) -> list[dict]:
     return out
 
 
-def test_hydras_sphere_example_runs_and_writes_its_results(tmp_path):
-    proc, results = sweep_app(tmp_path)
+def test_hydras_sphere_example_runs_and_writes_its_results(started):
+    proc, results, tmp_path = sweep_app(started, "sphere")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_values(tmp_path)
     assert 1 <= len(jobs) <= 20  # (a repeated point reuses its value: no job)
@@ -46,8 +79,8 @@ def test_hydras_sphere_example_runs_and_writes_its_results(tmp_path):
     assert results["best_params"]["x"] ** 2 + results["best_params"]["y"] ** 2 == pytest.approx(best)
 
 
-def test_hydras_multi_objective_example_writes_its_pareto_front(tmp_path):
-    proc, results = sweep_app(tmp_path, config="multi_objective")
+def test_hydras_multi_objective_example_writes_its_pareto_front(started):
+    proc, results, _ = sweep_app(started, "multi_objective")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     front = [tuple(s["values"]) for s in results["solutions"]]
     assert front
@@ -58,30 +91,28 @@ def test_hydras_multi_objective_example_writes_its_pareto_front(tmp_path):
         assert s["values"] == pytest.approx([4 * x**2 + 4 * y**2, (x - 5) ** 2 + (y - 5) ** 2])
 
 
-def test_grid_runs_stop_at_the_grid_size(tmp_path):
-    proc, _ = sweep_app(
-        tmp_path, "hydra/sweeper/sampler=grid", "hydra.sweeper.n_trials=50", "x=choice(1,2)", "y=choice(3,4,5)"
-    )
+def test_grid_runs_stop_at_the_grid_size(started):
+    proc, _, tmp_path = sweep_app(started, "grid")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     points = {(j["x"], j["y"]) for j in job_values(tmp_path)}
     assert len(job_values(tmp_path)) == 6 and len(points) == 6
 
 
-def test_int_casts_give_integers(tmp_path):
-    proc, _ = sweep_app(tmp_path, "hydra.sweeper.n_trials=5", "x=int(interval(1,5))", "y=tag(log,int(interval(1,64)))")
+def test_int_casts_give_integers(started):
+    proc, _, tmp_path = sweep_app(started, "int")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for j in job_values(tmp_path):
         assert j["x"].isdigit() and 1 <= int(j["x"]) <= 5 and j["y"].isdigit()
 
 
-def test_a_sampler_optuna_removed_is_named(tmp_path):
-    proc, _ = sweep_app(tmp_path, "hydra/sweeper/sampler=motpe", config="multi_objective")
+def test_a_sampler_optuna_removed_is_named(started):
+    proc, _, _ = sweep_app(started, "motpe")
     assert proc.returncode == 2
     assert "MOTPESampler was removed in Optuna 4.0" in proc.stdout + proc.stderr
 
 
-def test_hydras_custom_search_space_example_adds_its_suggestions_as_overrides(tmp_path):
-    proc, results = sweep_app(tmp_path, "hydra.sweeper.n_trials=6", config="custom_search_space")
+def test_hydras_custom_search_space_example_adds_its_suggestions_as_overrides(started):
+    proc, results, tmp_path = sweep_app(started, "custom")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     jobs = job_values(tmp_path)
     assert jobs

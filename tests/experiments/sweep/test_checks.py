@@ -7,26 +7,30 @@ import contextlib
 from unittest import mock
 
 import optuna
-import pytest
 
 from experiments.sweep.checks import worker_seed
-from tests.experiments.sweep.test_sweep import load, sweep
+from tests.experiments.sweep.test_sweep import load, sweep, sweep_call
+
+REFUSED = [
+    ("model.foo=choice(1,2)", "hydra.sweeper.params: received 'model.foo'; allowed: keys of the run config"),
+    ("model.widht=choice([8,16,32])", "(did you mean model.widths?)"),
+    ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
+]
 
 
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("model.foo=choice(1,2)", "hydra.sweeper.params: received 'model.foo'; allowed: keys of the run config"),
-        ("model.widht=choice([8,16,32])", "(did you mean model.widths?)"),
-        ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
-    ],
-)
-def test_keys_the_run_config_lacks_fail_at_start(tmp_path, override, message):
-    proc = sweep(tmp_path, override, check=False)
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert message in proc.stdout + proc.stderr
-    assert "(did you mean trainer.epochs?)" in proc.stdout + proc.stderr or "epoch=" not in override
-    assert not (tmp_path / "optuna.db").exists()  # refused before the study was created
+def test_keys_the_run_config_lacks_fail_at_start(tmp_path):
+    from tests.parallel import run_together
+
+    dirs = [tmp_path / str(i) for i in range(len(REFUSED))]
+    for d in dirs:
+        d.mkdir()
+    procs = run_together([sweep_call(d, override) for d, (override, _) in zip(dirs, REFUSED)])
+    for d, (override, message), proc in zip(dirs, REFUSED, procs):
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, (override, out[-3000:])
+        assert message in out, (override, out[-3000:])
+        assert "(did you mean trainer.epochs?)" in out or "epoch=" not in override
+        assert not (d / "optuna.db").exists()  # refused before the study was created
 
 
 def test_open_dicts_still_take_added_keys(tmp_path):

@@ -29,17 +29,22 @@ SMALL = [
 ]
 
 
-def sweep(tmp_path, *overrides, check=True, timeout=600, name="quick"):
-    """Run ``python -m experiments.run +sweep=<name> ...`` in ``tmp_path``; return the process."""
+def sweep_call(tmp_path, *overrides, name="quick") -> dict:
+    """``subprocess.run`` arguments for ``python -m experiments.run +sweep=<name> ...`` in ``tmp_path``."""
     # PYTHONPATH: the test plugins (tests.plugins.faulty) import from the repository root.
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
     env.pop("MLFLOW_RUN_ID", None)
+    args = [sys.executable, "-m", "experiments.run", f"+sweep={name}", *SMALL,
+            f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            f"hydra.searchpath=[file://{REPO / 'tests' / 'conf'}]", *overrides]  # fmt: skip
+    return {"args": args, "cwd": tmp_path, "env": env}
+
+
+def sweep(tmp_path, *overrides, check=True, timeout=600, name="quick"):
+    """Run ``python -m experiments.run +sweep=<name> ...`` in ``tmp_path``; return the process."""
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.run", f"+sweep={name}", *SMALL,
-         f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}", f"hydra.sweep.dir={tmp_path / 'multirun'}", f"hydra.searchpath=[file://{REPO / 'tests' / 'conf'}]",
-         *overrides],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        **sweep_call(tmp_path, *overrides, name=name), capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"sweep failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -330,15 +335,21 @@ def test_command_line_overrides_replace_the_sweep_configs_space(tmp_path):
 
 
 def test_bad_sweep_settings_fail_before_any_trial(tmp_path):
-    proc = sweep(tmp_path, "hydra.sweeper.sampler.name=annealing", check=False)
-    assert proc.returncode != 0
-    assert "hydra.sweeper.sampler.name: received 'annealing'" in proc.stderr + proc.stdout
-    proc = sweep(tmp_path, "hydra.sweeper.n_jobs=2", check=False)
-    assert proc.returncode != 0 and "SQLite" in proc.stderr + proc.stdout
-    proc = sweep(tmp_path, "hydra.sweeper.prefetch=-1", check=False)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "hydra.sweeper.prefetch: received -1; allowed: an integer >= 0" in proc.stderr + proc.stdout
-    assert not (tmp_path / "optuna.db").exists()
+    from tests.parallel import run_together
+
+    cases = [
+        ("hydra.sweeper.sampler.name=annealing", "hydra.sweeper.sampler.name: received 'annealing'"),
+        ("hydra.sweeper.n_jobs=2", "SQLite"),
+        ("hydra.sweeper.prefetch=-1", "hydra.sweeper.prefetch: received -1; allowed: an integer >= 0"),
+    ]
+    dirs = [tmp_path / str(i) for i in range(len(cases))]
+    for d in dirs:
+        d.mkdir()
+    procs = run_together([sweep_call(d, override) for d, (override, _) in zip(dirs, cases)])
+    for d, (override, message), proc in zip(dirs, cases, procs):
+        assert proc.returncode == 2, (override, proc.stdout + proc.stderr)
+        assert message in proc.stderr + proc.stdout, (override, proc.stdout + proc.stderr)
+        assert not (d / "optuna.db").exists()
 
 
 def test_in_a_terminal_a_live_board_follows_the_trials_in_flight(tmp_path):
