@@ -38,6 +38,18 @@ np.save(sys.argv[1] + "/y_loaded.npy", model.predict(np.load(sys.argv[1] + "/x.n
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def jax_block_tests():
+    """The registry-driven block tests under JAX, started as the module starts: they run while
+    the save/load tests below run (each mostly waits on imports), and their test reads them."""
+    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/resnet_blocks/test_blocks.py"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    yield proc
+    proc.kill()
+    proc.communicate()
+
+
 def _python(code: str, backend: str, *args: str) -> str:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
@@ -55,9 +67,8 @@ def test_a_model_saved_on_one_backend_loads_on_another(tmp_path, saved_on, loade
     np.testing.assert_allclose(np.load(tmp_path / "y_loaded.npy"), np.load(tmp_path / "y.npy"), atol=2e-5)
 
 
-def test_the_registry_driven_block_tests_pass_under_jax():
-    env = {**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/resnet_blocks/test_blocks.py"]
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert " passed" in proc.stdout and "failed" not in proc.stdout
+def test_the_registry_driven_block_tests_pass_under_jax(jax_block_tests):
+    proc = jax_block_tests
+    out, _ = proc.communicate(timeout=1200)
+    assert proc.returncode == 0, out[-3000:]
+    assert " passed" in out and "failed" not in out

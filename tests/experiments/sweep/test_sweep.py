@@ -136,16 +136,20 @@ def test_sweep_with_pruning_mirrors_optuna_in_mlflow(tmp_path):
 def test_workers_that_grow_are_replaced(tmp_path):
     # Any growth over 0.001 MB after a worker's first trial replaces it once no trial is in
     # flight: two workers (prefetch) run two trials each, then fresh workers take the fifth.
-    sweep(tmp_path, "hydra.sweeper.n_trials=5", "trainer.epochs=1", "hydra/launcher=resnet_blocks_process",
-          "hydra.launcher.max_worker_growth_mb=0.001", "hydra.sweeper.pruner.name=none")  # fmt: skip
+    from tests.parallel import run_together
+
+    (tmp_path / "bad").mkdir()
+    ok, bad = run_together([
+        sweep_call(tmp_path, "hydra.sweeper.n_trials=5", "trainer.epochs=1", "hydra/launcher=resnet_blocks_process",
+                   "hydra.launcher.max_worker_growth_mb=0.001", "hydra.sweeper.pruner.name=none"),
+        sweep_call(tmp_path / "bad", "hydra/launcher=resnet_blocks_process", "hydra.launcher.max_worker_growth_mb=0"),
+    ], timeout=600)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-3000:]
     trials = sorted(load(tmp_path).trials, key=lambda t: t.number)
     pids = [t.user_attrs["job_pid"] for t in trials]
     assert len(pids) == 5 and max(pids.count(p) for p in pids) <= 2 and len(set(pids)) >= 3, pids
     assert pids[4] not in pids[:4] and all(t.state == TrialState.COMPLETE for t in trials), pids
-    (tmp_path / "bad").mkdir()
-    proc = sweep(tmp_path / "bad", "hydra/launcher=resnet_blocks_process", "hydra.launcher.max_worker_growth_mb=0",
-                 check=False)  # fmt: skip
-    assert proc.returncode != 0 and "hydra.launcher.max_worker_growth_mb: received 0" in proc.stdout + proc.stderr
+    assert bad.returncode != 0 and "hydra.launcher.max_worker_growth_mb: received 0" in bad.stdout + bad.stderr
 
 
 def test_without_prefetch_one_worker_trains_trials_one_after_another(tmp_path):
