@@ -156,7 +156,9 @@ class RunHooks:
     checks its trial's model this way (the run then skips its own dry build).
     ``on_tracker(tracker)``: called once the MLflow run is open.
     ``ended_ok``: exceptions that end the run FINISHED (a pruned trial) and are re-raised.
-    ``store_checked``: the tracking store was checked and reaped by the caller (a sweeper)."""
+    ``store_checked``: the tracking store was checked and reaped by the caller (a sweeper).
+    ``on_result(result)``: called with the :class:`~experiments.train.TrainResult` once the
+    run's metrics (and model) are logged (finalize compares its runs with it)."""
 
     callbacks: tuple = ()
     parent_run_id: str | None = None
@@ -167,6 +169,7 @@ class RunHooks:
     slot: Any = None
     vet: Any = None
     store_checked: bool = False
+    on_result: Any = None
 
 
 def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[float, ...]:
@@ -206,8 +209,10 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
             slot=slot,
             on_built=log_summary,
         )
+        # (best/* went to MLflow with each epoch: logged again here, without a step, its chart
+        # would start at the final value.)
         finals = {
-            **{f"best/{k}": v for k, v in result.best.items()},
+            "model/epoch": result.epoch,  # the epoch whose weights the model holds (the best by result.selected_by)
             **result.test,
             "perf/train_images_per_s": result.images_per_s,
             "perf/wall_time_s": result.wall_time_s,
@@ -225,16 +230,20 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
             elif objective == "latency_ms":
                 finals["perf/latency_ms"] = measure_latency_ms(result.model, plan.spec.input_shape)
                 values.append(finals["perf/latency_ms"])
-            else:
-                values.append(result.best.get(objective, float("nan")))
+            else:  # the kept model's (for result.selected_by: its best, best/<metric> in MLflow)
+                values.append(result.at_epoch.get(objective, float("nan")))
         finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test,
                        "data/num_skipped": data.num_skipped})  # fmt: skip
         tr.log_metrics(finals)
         if cfg.tracking.log_model:
             model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
+        if h.on_result is not None:
+            h.on_result(result)
+    kept = result.at_epoch.get(result.selected_by)
     summary = (
         f"done: {name} | "
-        + " ".join(f"{k}={v:.4f}" for k, v in result.best.items() if k.startswith("val/"))
+        + (f"best/{result.selected_by}={kept:.4f} " if kept is not None else "")
+        + f"(epoch {result.epoch}/{result.epochs_run}, the model kept)"
         + "".join(f" {k}={v:.4f}" for k, v in result.test.items())
         + f" | {result.cost.trainable_params:,} params, {result.cost.macs / 1e6:,.1f} M MACs"
         + f" | {result.images_per_s:,.0f} img/s, {result.wall_time_s:.1f} s"

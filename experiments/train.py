@@ -15,7 +15,7 @@ import keras
 from experiments.background import HoldWritesBetweenEpochs, OrderedWriter, release_writes
 from experiments.cli import RunFailure
 from experiments.keras_internals import create_training_variables
-from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics, keras_name
+from experiments.metrics import EPOCH_METRICS, best, direction, keras_logs_to_metrics, keras_name
 from experiments.preprocessing import with_preprocessing
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
 
@@ -70,6 +70,12 @@ class TrainResult:
     eval_time_s: float
     epochs_run: int
     model: Any = field(repr=False, default=None)  # the network behind its preprocessing layers
+    # The epoch (1-based) whose weights ``model`` holds: the best by ``selected_by``, restored
+    # when training ends, so the model that is saved, evaluated and shipped is the one whose
+    # validation metrics are reported. ``at_epoch``: every metric of that epoch.
+    epoch: int = 0
+    selected_by: str = "val/accuracy"
+    at_epoch: dict[str, float] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)  # seconds: build_compile_s, fit_s
 
 
@@ -101,6 +107,48 @@ def make_optimizer(t, steps_per_epoch: int):
     # No weight decay on batch-norm scales/offsets or biases (standard ResNet practice).
     opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
+
+
+def selection_metric(cfg) -> str:
+    """The metric that picks the epoch whose weights a run keeps: the first objective that is
+    an epoch metric (what a sweep ranks by), else ``trainer.monitor``."""
+    return next((o for o in cfg.get("objective") or () if o in EPOCH_METRICS), cfg.trainer.monitor)
+
+
+class KeepBestEpoch(keras.callbacks.Callback):
+    """Keeps a copy of the weights (batch-norm statistics included) of the epoch with the best
+    ``metric`` and puts them back when training ends, however it ends (the last epoch, an early
+    stop). The validation metrics of that epoch were measured on exactly these weights.
+
+    Restoring the best epoch, rather than scoring the last one, is what users of Keras's
+    ``EarlyStopping(restore_best_weights=True)`` and Keras Tuner expect, and it keeps a trial's
+    value (its best epoch, which pruning and ranking already use) the value of its model."""
+
+    def __init__(self, metric: str):
+        super().__init__()
+        self.metric, self.key = metric, keras_name(metric)
+        self.maximize = direction(metric) == "maximize"
+        self.best: float | None = None
+        self.epoch = -1  # 0-based, -1 before any finite value
+        self.last = -1
+        self._weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.last = epoch
+        value = (logs or {}).get(self.key)
+        if value is None or not math.isfinite(float(value)):
+            return
+        value = float(value)
+        if self.best is None or (value > self.best if self.maximize else value < self.best):
+            self.best, self.epoch = value, epoch
+            # (The last scheduled epoch's weights stay in the model: no copy needed.)
+            last_scheduled = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+            self._weights = None if last_scheduled else self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None and self.epoch != self.last:
+            self.model.set_weights(self._weights)
+        self._weights = None
 
 
 def _callbacks(t, extra: Sequence[Any]):
@@ -330,6 +378,8 @@ def train(
             model.optimizer.build(model.trainable_variables)
             create_training_variables(model, train_ds)
         timing, guard, cbs = _callbacks(t, callbacks)
+        keep = KeepBestEpoch(selection_metric(cfg))
+        cbs.insert(1, keep)  # after the epoch timer (its copy is not training time); the weights are back before the others' train end
         if slot is not None and hasattr(slot, "release") and test_ds is None:
             cbs.append(ReleaseSlotAfterLastEpoch(slot))  # last: after every other epoch-end callback
         phases["build_compile_s"] = time.perf_counter() - t0 + prebuilt_s
@@ -371,7 +421,11 @@ def train(
     images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train
     steady = timing.train_s[1:] or timing.train_s
     ips = images / (sum(steady) / len(steady)) if steady and sum(steady) > 0 else float("nan")
+    chosen = keep.epoch if keep.epoch >= 0 else len(history.epoch) - 1
     return TrainResult(
+        epoch=chosen + 1,
+        selected_by=keep.metric,
+        at_epoch={k: v[chosen] for k, v in hist.items() if len(v) > chosen >= 0},
         history=hist,
         best={k: best(v, k) for k, v in hist.items() if not k.startswith("perf/")},
         test=test,

@@ -23,6 +23,7 @@ from experiments.cli import RunFailure
 from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
+from experiments.sweep.baselines import BASELINE_OVERRIDES_ATTR, trial_label
 from experiments.sweep.internals import frozen, storage_of, trial_id
 from experiments.sweep.live import Flight
 from experiments.sweep.records import Recorder
@@ -134,8 +135,11 @@ class Engine:
         """Sample ``trial``; reuse an identical finished trial, or let the layer make its job."""
         r = self.run
         retry_of = st.retried_from(frozen(r.study, trial))
-        values = sample(trial, r.params, r.hook)
-        overrides = [*r.fixed, *(format_override(k, v) for k, v in values.items())]
+        # A baseline's searched values were enqueued with it; a conditional hook is not asked
+        # (the baseline's own config says what the hook would choose).
+        baseline = trial.user_attrs.get(BASELINE_OVERRIDES_ATTR) if trial_label(trial) is not None else None
+        values = sample(trial, r.params, r.hook if baseline is None else None)
+        overrides = [*r.fixed, *(baseline or ()), *(format_override(k, v) for k, v in values.items())]
         trial.set_user_attr(st.OVERRIDES_ATTR, overrides)
         if self.conf.reuse_duplicates and self.recorder.reuse_duplicate(trial, values, overrides):
             return None

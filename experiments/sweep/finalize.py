@@ -6,21 +6,28 @@ the base config's full training budget (the sweep overlay dropped, its model and
 settings kept: :mod:`experiments.sweep.retrain`), each with several seeds; every run is
 evaluated once on the test split and logs its model, as a child of the study's parent run.
 Architectures are ranked by mean validation accuracy of the final models (the test split
-never chooses); the table of mean ± std validation and test accuracy is printed and logged,
-and the winner's best-seed model is the study's result (registered with ``--register``).
+never chooses); the table of mean ± std validation and test accuracy is printed and logged.
+The study's baselines (what the run config trains without the sweep) are retrained with the
+same seeds and budget, and finalize ends with a verdict (:mod:`experiments.sweep.verdict`):
+winner − baseline on validation and test, with cost ratios. The winner's best-seed model is
+the study's result (registered with ``--register``) if it beats the baseline on validation;
+otherwise the search did not pay at this budget, and the baseline's model ships instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from experiments.cli import UserError, quiet_tensorflow, user_errors
+from experiments.sweep.verdict import Verdict, paired_interval, ratio
 
 log = logging.getLogger("experiments.sweep.finalize")
 RANK_METRIC = "val/accuracy"  # of the final model: the one that is shipped
@@ -32,9 +39,21 @@ class Candidate:
 
     trial: int
     arch: str
-    sweep_value: float
+    sweep_value: float | None
     overrides: list[str]
+    baseline: str | None = None  # the baseline's label, for a study's baseline
     runs: list[dict] = field(default_factory=list)  # {seed, run_id, val, test, model_uri}
+    cost: dict = field(default_factory=dict)  # macs, params, latency_ms (of its first seed's model)
+
+    @property
+    def name(self) -> str:
+        from experiments.sweep.baselines import named
+
+        number = f"t{self.trial:02d} " if self.trial >= 0 else ""  # (-1: a default the study did not hold)
+        return f"{number}{named(self.arch, self.baseline)}"
+
+    def values(self, key: str) -> dict[int, float | None]:
+        return {r["seed"]: r.get(key) for r in self.runs}
 
     def mean_std(self, key: str) -> tuple[float, float]:
         values = [r[key] for r in self.runs if r.get(key) is not None]
@@ -54,7 +73,13 @@ def top_trials(study, k: int) -> list:
     objectives = study.user_attrs.get("objectives") or []
     index = next((i for i, o in enumerate(objectives) if str(o).endswith("accuracy")), 0)
     maximize = study.directions[index] == StudyDirection.MAXIMIZE
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    from experiments.sweep.baselines import trial_label
+
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.values and trial_label(t) is None  # (the baselines are retrained as baselines)
+    ]
     done.sort(key=lambda t: (-t.values[index] if maximize else t.values[index], t.number))
     chosen, seen = [], set()
     for t in done:
@@ -79,12 +104,18 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
     trials = top_trials(study, args.top_k)
     if not trials:
         raise UserError(f"--study: study {study.study_name!r} has no complete trial to finalize")
-    candidates, configs = [], {}
-    for t in trials:
-        overrides = [*retrain_overrides(t.user_attrs.get(OVERRIDES_ATTR, []), compose, list(t.params)), *args.overrides]
+    entries = [(t, None, list(t.params)) for t in trials] + study_baselines(study, trials[0])
+    candidates, configs, seen = [], {}, {}
+    for t, label, searched in entries:
+        overrides = [*retrain_overrides(t.user_attrs.get(OVERRIDES_ATTR, []), compose, searched), *args.overrides]
+        key = tuple(sorted(overrides))
+        if key in seen:  # a baseline that a searched trial repeats: it is the baseline
+            seen[key].baseline = seen[key].baseline or label
+            continue
         base = compose(overrides)
         plan_run(base, build=False)  # a bad override fails here, before any training
-        c = Candidate(t.number, arch_label(base.model), float(t.values[0]), overrides)
+        value = float(t.values[0]) if t.values else None
+        c = seen[key] = Candidate(t.number, arch_label(base.model), value, overrides, baseline=label)
         for i in range(args.seeds):
             seed = int(base.trainer.seed) + i
             configs[(t.number, seed)] = compose([*overrides, f"trainer.seed={seed}"])
@@ -92,11 +123,34 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
     return candidates, configs
 
 
-def finalize(args) -> tuple[list[Candidate], dict]:
+def study_baselines(study, best) -> list[tuple]:
+    """The study's baseline trials as (trial, label, searched keys); a study without any (swept
+    before baselines existed) gets its ``default`` from its best trial: that trial's overrides
+    without its searched keys are what the run config trains without the sweep."""
+    from experiments.sweep.baselines import DEFAULT, trial_label
+    from experiments.sweep.study import OVERRIDES_ATTR
+
+    out, labels = [], set()
+    for t in study.get_trials(deepcopy=False):
+        label = trial_label(t)
+        if label is None or label in labels or OVERRIDES_ATTR not in t.user_attrs:
+            continue
+        labels.add(label)
+        out.append((t, label, list(t.params)))
+    if out:
+        return out
+    searched = set(best.params)
+    fixed = [o for o in best.user_attrs.get(OVERRIDES_ATTR, []) if o.lstrip("+~").split("=", 1)[0] not in searched]
+    derived = SimpleNamespace(number=-1, values=None, params={}, user_attrs={OVERRIDES_ATTR: fixed})
+    return [(derived, DEFAULT, [])]
+
+
+def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
     """Train, evaluate and rank; return the ranked candidates and the winner's record."""
     import keras
 
     from experiments.run import RunHooks, run_task
+    from experiments.train import measure_latency_ms
     from experiments.signals import interruption_reason
     from experiments.sweep.study import PARENT_RUN_ATTR, load_study_or_error
     from experiments.tracking import StudyRuns, check_tracking_uri
@@ -115,32 +169,39 @@ def finalize(args) -> tuple[list[Candidate], dict]:
     try:
         for done, ((trial, seed), cfg) in enumerate(configs.items(), 1):
             c = next(c for c in candidates if c.trial == trial)
-            log.info(
-                "finalize %d/%d: t%02d %s, seed %d, %d epochs", done, total, trial, c.arch, seed, cfg.trainer.epochs
-            )
+            log.info("finalize %d/%d: %s, seed %d, %d epochs", done, total, c.name, seed, cfg.trainer.epochs)
             seen: dict = {}
+            tags = {"sweep.study": args.study, "sweep.role": "finalize", "finalize.trial": str(trial),
+                    "finalize.seed": str(seed), **({"finalize.baseline": c.baseline} if c.baseline else {})}  # fmt: skip
             run_task(cfg, RunHooks(
                 parent_run_id=parent,
-                run_name=f"final t{trial:02d} {c.arch} seed {seed}",
-                tags={"sweep.study": args.study, "sweep.role": "finalize", "finalize.trial": str(trial),
-                      "finalize.seed": str(seed)},
+                run_name=f"final {c.name} seed {seed}",
+                tags=tags,
                 on_tracker=lambda tr, seen=seen: seen.setdefault("run_id", tr.run_id),
+                on_result=lambda result, seen=seen: seen.setdefault("result", result),
             ))  # fmt: skip
-            metrics = runs.client.get_run(seen["run_id"]).data.metrics
+            result = seen["result"]
             c.runs.append(
                 {
                     "seed": seed,
                     "run_id": seen["run_id"],
-                    "val": metrics.get(RANK_METRIC),
-                    "test": metrics.get("test/accuracy"),
+                    "val": result.at_epoch.get(RANK_METRIC),  # the kept model's: best/val/accuracy
+                    "test": result.test.get("test/accuracy"),
                     "model_uri": f"runs:/{seen['run_id']}/model" if cfg.tracking.log_model else None,
                 }
             )
+            if not c.cost:  # the architecture's, the same for every seed
+                c.cost = {"macs": result.cost.macs, "params": result.cost.trainable_params,
+                          "latency_ms": measure_latency_ms(result.model, tuple(result.model.input_shape[1:]))}  # fmt: skip
             keras.backend.clear_session(free_memory=True)
+        searched = sorted((c for c in candidates if c.baseline is None), key=lambda c: -c.mean_std("val")[0])
+        baselines = sorted((c for c in candidates if c.baseline is not None), key=lambda c: -c.mean_std("val")[0])
         ranked = sorted(candidates, key=lambda c: -c.mean_std("val")[0])
-        winner = _winner(ranked[0])
-        _log_results(runs, parent, ranked, winner, args)
-        return ranked, winner
+        verdict = judge(searched[0], baselines[0]) if searched and baselines else None
+        shipped = searched[0] if searched and (verdict is None or verdict.paid) else baselines[0]
+        winner = _winner(shipped)
+        _log_results(runs, parent, ranked, winner, verdict, args)
+        return ranked, winner, verdict
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
         status, reason = "KILLED", f"finalize: {interruption_reason(err)}"
         raise
@@ -153,7 +214,22 @@ def finalize(args) -> tuple[list[Candidate], dict]:
 
 def _winner(best: Candidate) -> dict:
     run = max(best.runs, key=lambda r: r["val"] if r["val"] is not None else -1.0)
-    return {"trial": best.trial, "arch": best.arch, **run}
+    return {"trial": best.trial, "arch": best.arch, "name": best.name, "baseline": best.baseline, **run}
+
+
+def judge(winner: Candidate, baseline: Candidate) -> Verdict:
+    """Winner − baseline, paired by seed, on validation and test, with the cost ratios."""
+    seeds = sorted(set(winner.values("val")) & set(baseline.values("val")))
+    wv, bv, wt, bt = winner.values("val"), baseline.values("val"), winner.values("test"), baseline.values("test")
+    return Verdict(
+        winner=winner.name,
+        baseline=baseline.name,
+        val=paired_interval([wv[s] for s in seeds], [bv[s] for s in seeds]),
+        test=paired_interval([wt[s] for s in seeds], [bt[s] for s in seeds]),
+        macs_ratio=ratio(winner.cost.get("macs"), baseline.cost.get("macs")),
+        params_ratio=ratio(winner.cost.get("params"), baseline.cost.get("params")),
+        latency_ratio=ratio(winner.cost.get("latency_ms"), baseline.cost.get("latency_ms")),
+    )
 
 
 def table_rows(ranked: list[Candidate]) -> list[dict]:
@@ -162,14 +238,15 @@ def table_rows(ranked: list[Candidate]) -> list[dict]:
         val, val_sd = c.mean_std("val")
         test, test_sd = c.mean_std("test")
         rows.append(
-            {"rank": rank, "trial": c.trial, "arch": c.arch, "seeds": len(c.runs), "sweep_value": c.sweep_value,
-             "val_mean": val, "val_std": val_sd, "test_mean": test, "test_std": test_sd,
+            {"rank": rank, "trial": c.trial, "baseline": c.baseline or "", "arch": c.arch, "seeds": len(c.runs),
+             "sweep_value": c.sweep_value, "val_mean": val, "val_std": val_sd, "test_mean": test, "test_std": test_sd,
+             "macs": c.cost.get("macs"), "params": c.cost.get("params"), "latency_ms": c.cost.get("latency_ms"),
              "overrides": " ".join(c.overrides)}
         )  # fmt: skip
     return rows
 
 
-def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, args) -> None:
+def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, verdict: Verdict | None, args) -> None:
     import csv
 
     import mlflow
@@ -182,11 +259,22 @@ def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, args)
             w.writeheader()
             w.writerows(rows)
         (Path(tmp) / "finalize.txt").write_text(format_table(ranked, winner) + "\n")
+        if verdict is not None:
+            (Path(tmp) / "verdict.txt").write_text(verdict.table() + "\n\n" + verdict.line() + "\n")
+            (Path(tmp) / "verdict.json").write_text(json.dumps(verdict.to_dict(), indent=2) + "\n")
         runs.log_artifacts(parent, tmp, "finalize")
-    runs.log_metric(parent, "finalize/val_accuracy_mean", rows[0]["val_mean"])
-    runs.log_metric(parent, "finalize/test_accuracy_mean", rows[0]["test_mean"])
+    shipped = next(r for r in rows if r["trial"] == winner["trial"])
+    runs.log_metric(parent, "finalize/val_accuracy_mean", shipped["val_mean"])
+    runs.log_metric(parent, "finalize/test_accuracy_mean", shipped["test_mean"])
     tags = {"finalize.winner_trial": winner["trial"], "finalize.winner_arch": winner["arch"],
             "finalize.winner_run": winner["run_id"]}  # fmt: skip
+    if verdict is not None:
+        d = verdict.to_dict()
+        for key in ("val_diff_mean", "val_diff_ci95", "test_diff_mean", "test_diff_ci95", "macs_ratio",
+                    "params_ratio", "latency_ratio"):  # fmt: skip
+            if d[key] is not None and d[key] == d[key]:
+                runs.log_metric(parent, f"verdict/{key}", d[key])
+        tags.update({"finalize.search_paid": str(verdict.paid).lower(), "finalize.verdict": verdict.line()[:5000]})
     if winner.get("model_uri"):
         tags["finalize.model_uri"] = winner["model_uri"]
         if args.register:
@@ -203,15 +291,17 @@ def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, args)
 
 
 def format_table(ranked: list[Candidate], winner: dict) -> str:
-    """The ranking as plain text within 80 columns."""
-    lines = [f"{'#':>2} {'trial':>5}  {'architecture':<28} {'seeds':>5}  {'val acc (mean±sd)':>17}  {'test acc':>15}"]
+    """The ranking as plain text within 80 columns (``B``: a baseline)."""
+    lines = [f"{'#':>2} {'trial':>6}  {'architecture':<27} {'seeds':>5}  {'val acc (mean±sd)':>17}  {'test acc':>15}"]
     for r in table_rows(ranked):
-        trial = "t{:02d}".format(r["trial"])
+        trial = ("B " if r["baseline"] else "") + ("t{:02d}".format(r["trial"]) if r["trial"] >= 0 else "-")
         lines.append(
-            f"{r['rank']:>2} {trial:>5}  {r['arch'][:28]:<28} {r['seeds']:>5}  "
+            f"{r['rank']:>2} {trial:>6}  {r['arch'][:27]:<27} {r['seeds']:>5}  "
             f"{r['val_mean']:>8.4f}±{r['val_std']:<8.4f} {r['test_mean']:>7.4f}±{r['test_std']:<7.4f}"
         )
-    lines.append(f"winner: t{winner['trial']:02d} {winner['arch']} (seed {winner['seed']}, run {winner['run_id']})")
+    if any(r["baseline"] for r in table_rows(ranked)):
+        lines.append("B: a baseline (what the run config trains without the sweep), same seeds and budget")
+    lines.append(f"shipped: {winner['name']} (seed {winner['seed']}, run {winner['run_id']})")
     if winner.get("model_uri"):
         lines.append(f"model: {winner.get('registered') or winner['model_uri']}")
     return "\n".join(lines)
@@ -242,8 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     args = parse_args(argv)
-    ranked, winner = finalize(args)
+    ranked, winner, verdict = finalize(args)
     print(format_table(ranked, winner))
+    print(verdict.line() if verdict is not None else "verdict: none (no baseline and no searched trial to compare)")
     return 0
 
 

@@ -283,6 +283,27 @@ def _noise_note(summary: dict) -> str:
     return ""
 
 
+def _versus(r: dict, *, bare: bool = False) -> str:
+    """A trial's difference to the best baseline (``+0.012 ± 0.008``), or nothing."""
+    d, se = r.get("vs_baseline"), r.get("vs_baseline_se")
+    if d is None:
+        return "" if not bare else "-"
+    text = f"{d:+.4f}" + (f" ± {se:.4f}" if se is not None else "")
+    return text if bare else f" ({text} vs the best baseline)"
+
+
+def _baseline_note(summary: dict) -> str:
+    base = summary.get("baseline")
+    if not base:
+        return "<p class='muted'>No baseline trial completed: trials are ranked against each other only.</p>"
+    values = ", ".join(f"{_esc(o)} = {v:.4g}" for o, v in zip(summary["objectives"], base["values"]))
+    return (
+        f"<p><b>Baseline</b> t{base['number']:02d} ({_esc(base['label'])}: what the run config trains without "
+        f"the sweep): {values}. Each trial is shown against it; <code>finalize</code> retrains both with "
+        "several seeds and gives the verdict.</p>"
+    )
+
+
 def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     """The report page as one HTML string."""
     from experiments.sweep.retrain import retrain_command
@@ -304,6 +325,7 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
         f"report written {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.</p>",
         *(f"<p class='warn'><b>Warning:</b> {_esc(w)}</p>" for w in summary.get("warnings") or []),
         _noise_note(summary),
+        _baseline_note(summary),
         "<h2>Best architectures</h2>",
     ]
     if not top:
@@ -315,7 +337,7 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
         diagram = stage_diagram(spec) if spec is not None else "<p class='muted'>(no spec)</p>"
         parts.append(
             f"<div class='card'><h3>#{rank}: t{n:02d} {_esc(r.get('arch') or '')}{_tie(r)}</h3>"
-            f"<p>{values}; params {_fmt(r.get('params'))}; MACs {_fmt(r.get('macs'))}; "
+            f"<p>{values}{_versus(r)}; params {_fmt(r.get('params'))}; MACs {_fmt(r.get('macs'))}; "
             f"{_fmt(r.get('duration_s'))} s</p>{diagram}"
             f"<p>retrain: <code>{_esc(inputs.commands.get(n) or retrain_command(r.get('overrides') or []))}</code></p></div>"
         )
@@ -323,9 +345,13 @@ def render(study, summary: dict, inputs: ReportInputs | None = None) -> str:
     parts += ["<h2>Parameter importances</h2>", _importance_section(study, summary)]
     parts += ["<h2>Learning curves of the top trials</h2>", _curves_section(top, inputs, arch)]
     head = "".join(f"<th>{_esc(o)}</th>" for o in objectives)
+    if summary.get("baseline"):
+        head += f"<th>{_esc(objectives[0])} vs baseline</th>"
     body = []
     for n, r in sorted(rows.items()):
         vals = "".join(f"<td>{v}</td>" for v in _values(summary, r))
+        if summary.get("baseline"):
+            vals += f"<td>{_versus(r, bare=True)}</td>"
         dup = r.get("duplicate_of")
         note = (
             r.get("rejected")

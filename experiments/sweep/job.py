@@ -23,6 +23,7 @@ from experiments.memory import MemoryBudgetError, check_training_memory, rss_mb
 from experiments.metrics import keras_name
 from experiments.run import RunHooks, RunPlan, arch_label, build_for_training, dry_build, run_task
 from experiments.sweep import gc_policy
+from experiments.sweep.baselines import named
 from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.study import (
     CONSTRAINT_KEY,
@@ -60,8 +61,10 @@ class OptunaPruning(keras.callbacks.Callback):
         report: bool = True,
         writer: OrderedWriter | None = None,
         trained_before=tuple,
+        prune: bool = True,
     ):
         super().__init__()
+        self.prune = prune  # False for a baseline: the reference every trial is measured against trains in full
         self.trial, self.monitor, self.key, self.report = trial, monitor, keras_name(monitor), report
         self._trained_before = trained_before  # () -> the trials that trained before this one
         self._waited = False  # for the trials that trained before this one to be told
@@ -82,7 +85,7 @@ class OptunaPruning(keras.callbacks.Callback):
             if not self._waited:
                 wait_until_told(self.trial.study, self._trained_before())
                 self._waited = True
-            if self.trial.should_prune():
+            if self.prune and self.trial.should_prune():
                 # Training stops once this epoch's callbacks have run (the last of them gives
                 # the training slot back, so the next trial need not wait for this exception
                 # to unwind fit), and the trial ends pruned as fit ends.
@@ -212,11 +215,14 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
     multi = len(study.directions) > 1
     writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
     callbacks = (
-        OptunaPruning(trial, t.monitor, report=not multi, writer=writer, trained_before=services.trained_before),
+        OptunaPruning(trial, t.monitor, report=not multi, writer=writer, trained_before=services.trained_before,
+                      prune=t.baseline is None),
         EpochLine(t.number, cfg.trainer.epochs, t.monitor),
     )
-    name = f"t{t.number:02d} {arch_label(cfg.model)}"
+    name = f"t{t.number:02d} {named(arch_label(cfg.model), t.baseline)}"
     tags = {"sweep.study": t.study_name, "sweep.trial": str(t.number), "sweep.role": "trial"}
+    if t.baseline is not None:
+        tags["sweep.baseline"] = t.baseline
     if t.retry_of is not None:
         tags["sweep.retry_of"] = str(t.retry_of)
 

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from experiments.memory import MemoryBudgetError
 from experiments.overrides import format_override
 from experiments.sweep import study as st
+from experiments.sweep.baselines import named, trial_label
 from experiments.sweep.executor import Job
 from experiments.sweep.records import MlflowBook, Pending, Recorder
 from experiments.sweep.space import sample
@@ -49,7 +50,7 @@ class ResNetLayer:
             trial.set_user_attr(st.ARCH_ATTR, arch)
             plan = plan_run(cfg, build=not self.jobs_vet)
         except MemoryBudgetError as err:  # a constraint: the sampler learns to avoid it
-            recorder.reject(trial, values, f"over the memory limit: {err}", arch, constraint=err.excess)
+            recorder.reject(trial, values, f"over the memory limit: {err}", named(arch, trial_label(trial)), constraint=err.excess)
             return None
         except SpecError as err:
             recorder.reject(trial, values, f"invalid architecture: {err}", None, constraint=1.0)
@@ -64,7 +65,7 @@ class ResNetLayer:
             over = recorder.rejected_specs.get(spec_key)
         if over:
             reason, excess = over
-            recorder.reject(trial, values, reason, arch, constraint=excess)
+            recorder.reject(trial, values, reason, named(arch, trial_label(trial)), constraint=excess)
             return None
         if plan.cost is not None:  # (otherwise the job records them once it has checked its model)
             trial.set_constraint(st.CONSTRAINT_KEY, 0.0)  # (Optuna sets a constraint once)
@@ -79,8 +80,9 @@ class ResNetLayer:
             constraints=OmegaConf.to_container(c.constraints, resolve=True),
             parent_run_id=self.parent_run_id,
             retry_of=retry_of,
+            baseline=trial_label(trial),
         )
-        return Pending(trial, values, arch, Job(overrides, ticket, composed=cfg), spec_key)
+        return Pending(trial, values, named(arch, trial_label(trial)), Job(overrides, ticket, composed=cfg), spec_key)
 
     def finish(self, study, objectives: list[str], book, status: str, reason: str | None) -> None:
         """The summary table, ``optimization_results.yaml``, the report; the parent run ends."""

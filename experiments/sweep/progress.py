@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape as esc  # user text (overrides, reasons) is not markup
 from rich.table import Table
 
+from experiments.metrics import EPOCH_METRICS
 from experiments.sweep.selection import fmt_se
 
 _STYLE = {"COMPLETE": "green", "PRUNED": "yellow", "FAIL": "red"}
@@ -107,7 +108,7 @@ class Progress:
         state = trial.state.name
         text = f"[{_STYLE.get(state, 'white')}]t{trial.number:02d} {state}[/]"
         if trial.state == TrialState.COMPLETE:
-            text += " " + " ".join(f"{o}={v:.4g}" for o, v in zip(self.objectives, trial.values))
+            text += " " + " ".join(f"{_named(o)}={v:.4g}" for o, v in zip(self.objectives, trial.values))
         elif trial.state == TrialState.PRUNED:
             text += f" ({esc(trial.user_attrs.get('pruned_reason', 'pruned'))})"
         else:
@@ -129,8 +130,10 @@ class Progress:
         )
         se_col = _se_column(summary, self.objectives)
         se_name = None if se_col is None else self.objectives[se_col]
-        for col in ("trial", "state", *self.objectives, "architecture", "params", "MACs"):
-            right = col in ("trial", "params", "MACs")
+        versus = summary.get("baseline") is not None
+        for col in ("trial", "state", *self.objectives, *(["vs base"] if versus else []), "architecture", "params",
+                    "MACs"):  # fmt: skip
+            right = col in ("trial", "params", "MACs", "vs base")
             table.add_column(col, justify="right" if right else "left", no_wrap=col in (se_name, "architecture"))
         best_numbers = {b["number"] for b in summary["best"]}
         for row in summary["trials"]:
@@ -140,6 +143,7 @@ class Progress:
                 f"{mark}t{row['number']:02d}",
                 "rejected" if row.get("rejected") else row["state"],
                 *(_value(v, row.get("se") if i == se_col else None) for i, v in enumerate(values)),
+                *([_versus(row)] if versus else []),
                 esc(row.get("arch") or "-"),
                 _count(row.get("params")),
                 _count(row.get("macs")),
@@ -148,15 +152,22 @@ class Progress:
             table.caption = (
                 f"± standard error on n_val={summary['num_val']:,} images; * best, ≈ within noise of the best"
             )
+        if versus:
+            base = summary["baseline"]
+            table.caption = (table.caption + "\n" if table.caption else "") + (
+                f"vs base: {self.objectives[0]} minus the best baseline's (t{base['number']:02d}, {base['label']})"
+            )
         self.console.print(table)
         for b in summary["best"]:
             self.console.print(
                 f"[bold]best t{b['number']:02d}[/] "
                 + " ".join(
-                    f"{o}={_value(v, b.get('se') if i == se_col else None)}"
+                    f"{_named(o)}={_value(v, b.get('se') if i == se_col else None)}"
                     for i, (o, v) in enumerate(zip(self.objectives, b["values"]))
                 )
             )
+            if b.get("vs_baseline") is not None:
+                self.console.print(f"  {esc(_verdict_line(b, summary, self.objectives[0]))}")
             self.console.print(f"  retrain: {esc(b['command'])}")
         for text in summary.get("warnings") or []:
             self.console.print(f"[yellow]warning:[/] {esc(text)}")
@@ -175,6 +186,29 @@ class Progress:
 
     def report(self, path) -> None:
         self.console.print(f"report: {esc(str(Path(path).resolve()))}")
+
+
+def _named(objective: str) -> str:
+    """An epoch metric objective is its run's best epoch (the model kept): ``best/val/accuracy``."""
+    return f"best/{objective}" if objective in EPOCH_METRICS else objective
+
+
+def _versus(row: dict) -> str:
+    d = row.get("vs_baseline")
+    if d is None:
+        return "-"
+    return f"{d:+.3f}"  # (its standard error: the summary's line, trials.csv, the report)
+
+
+def _verdict_line(best: dict, summary: dict, objective: str) -> str:
+    """What the sweep found against its baseline, in one line (finalize retrains both to decide)."""
+    base, d, se = summary["baseline"], best["vs_baseline"], best.get("vs_baseline_se")
+    if best["number"] == base["number"]:
+        return f"the best trial is the baseline ({base['label']}): no searched trial beat it"
+    text = f"vs baseline t{base['number']:02d} ({base['label']}): {objective} {d:+.4f}"
+    if se is not None:
+        text += f" ± {se:.4f}" + (" (within noise: finalize with seeds to tell)" if abs(d) < 1.96 * se else "")
+    return text
 
 
 def _clock(seconds: float) -> str:

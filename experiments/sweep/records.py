@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from experiments.memory import rss_mb
 from experiments.sweep import study as st
+from experiments.sweep.baselines import VS_BASELINE_ATTR, attribute_before_tell
 from experiments.sweep.executor import Job
 from experiments.sweep.internals import frozen, job_error, trial_id
 
@@ -70,7 +71,8 @@ class MlflowBook:
         run_id = told.user_attrs.get(st.MLFLOW_RUN_ATTR)
         if run_id:
             fail = {"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}
-            self.runs.set_tags(run_id, {"sweep.state": state.name, **fail})
+            versus = {"sweep.vs_baseline": told.user_attrs[VS_BASELINE_ATTR]} if VS_BASELINE_ATTR in told.user_attrs else {}
+            self.runs.set_tags(run_id, {"sweep.state": state.name, **fail, **versus})
 
     def reconcile(self, study) -> None:
         """Runs of trials whose worker died end KILLED; finished trials' runs get their state."""
@@ -142,6 +144,7 @@ class Recorder:
         self.book.unlaunched(
             trial, values, arch, {"sweep.state": "COMPLETE", "sweep.duplicate_of": same.number}, "FINISHED"
         )
+        attribute_before_tell(self.study, trial, list(same.values))
         self._tell(trial, list(same.values))
         self.progress.reused(trial.number, same.number, arch)
         return True
@@ -160,6 +163,8 @@ class Recorder:
         if reason:
             p.trial.set_user_attr(st.FAIL_REASON_ATTR if state == TrialState.FAIL else "pruned_reason", reason)
         p.trial.set_user_attr("rss_mb", rss_mb())
+        if state == TrialState.COMPLETE:
+            attribute_before_tell(self.study, p.trial, values)
         self._tell(p.trial, values if state == TrialState.COMPLETE else None, state)
         told = frozen(self.study, p.trial)
         self.book.ended(told, state, reason)

@@ -33,8 +33,12 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
     from experiments.sweep.retrain import retrain_command, retrain_overrides
     from experiments.sweep.study import ARCH_ATTR, OVERRIDES_ATTR
 
+    from experiments.sweep.baselines import best_baseline, differences, named, trial_label
+
     trials = study.get_trials(deepcopy=False)
     num_val, se_of, noise, warn = _noise(study, objectives, trials)
+    versus = {n: d.to_dict() for n, d in differences(trials, objectives[0], study.directions[0], num_val).items()}
+    base = best_baseline(trials, study.directions[0])
     counts: dict[str, int] = {}
     rows = []
     for t in trials:
@@ -44,7 +48,9 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
                 "number": t.number,
                 "state": t.state.name,
                 "values": list(t.values) if t.values else None,
-                "arch": t.user_attrs.get(ARCH_ATTR),
+                "arch": named(t.user_attrs.get(ARCH_ATTR) or "-", trial_label(t)) if trial_label(t) else t.user_attrs.get(ARCH_ATTR),
+                "baseline": trial_label(t),
+                **versus.get(t.number, _NO_VERSUS),
                 "params": t.user_attrs.get("params"),
                 "macs": t.user_attrs.get("macs"),
                 "rejected": t.user_attrs.get("rejected"),
@@ -67,6 +73,8 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
                     "values": list(t.values),
                     "params": dict(t.params),
                     "arch": t.user_attrs.get(ARCH_ATTR),
+                    "baseline": trial_label(t),
+                    **versus.get(t.number, _NO_VERSUS),
                     "overrides": overrides,
                     "retrain_overrides": retrain_overrides(overrides, compose, list(t.params)) if compose else None,
                     "command": retrain_command(overrides, compose, list(t.params)),
@@ -81,11 +89,14 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
         "se_of": se_of,
         "warnings": warn,
         "best": best,
+        "baseline": None if base is None else {"number": base.number, "label": trial_label(base),
+                                               "values": list(base.values)},
         "trials": rows,
     }
 
 
 _NO_NOISE = {"se": None, "tied_with_best": None}
+_NO_VERSUS = {"vs_baseline": None, "vs_baseline_se": None}
 
 
 def _noise(study, objectives: list[str], trials) -> tuple[int | None, str | None, dict[int, dict], list[str]]:
@@ -212,6 +223,9 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose, report_copy
         out = Path(tmp)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         df = study.trials_dataframe()
+        by_number = {r["number"]: r for r in summary["trials"]}
+        for col in ("baseline", "vs_baseline", "vs_baseline_se"):  # against the best baseline at the sweep's end
+            df[col] = [by_number.get(n, {}).get(col) for n in df["number"]]
         df.to_csv(out / "trials.csv", index=False)
         for _i, b in enumerate(summary["best"]):
             suffix = "" if len(summary["best"]) == 1 else f"_t{b['number']:02d}"
@@ -239,6 +253,14 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose, report_copy
         for obj, v in zip(summary["objectives"], b["values"]):
             runs.log_metric(parent, f"best/{obj}", v)
         runs.set_tags(parent, {"best.trial": b["number"], "best.arch": b.get("arch") or ""})
+        if b.get("vs_baseline") is not None:
+            runs.log_metric(parent, f"best/vs_baseline/{summary['objectives'][0]}", b["vs_baseline"])
+            if b.get("vs_baseline_se") is not None:
+                runs.log_metric(parent, f"best/vs_baseline_se/{summary['objectives'][0]}", b["vs_baseline_se"])
+    if base := summary.get("baseline"):
+        for obj, v in zip(summary["objectives"], base["values"]):
+            runs.log_metric(parent, f"baseline/{obj}", v)
+        runs.set_tags(parent, {"baseline.trial": base["number"], "baseline.label": base["label"]})
     elif summary["best"]:
         runs.set_tags(parent, {"pareto.trials": ",".join(str(b["number"]) for b in summary["best"])})
     runs.set_tags(parent, {"plots": ",".join(made)})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -21,7 +22,7 @@ from experiments.cli import UserError, user_errors
 from experiments.locks import sqlite_setup_lock
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.signals import interruption_reason
-from experiments.sweep import gc_policy
+from experiments.sweep import baselines, gc_policy
 from experiments.sweep import study as st
 from experiments.sweep.checks import (
     check_added_keys,
@@ -49,6 +50,7 @@ class SweeperImpl:
         base = OmegaConf.structured(SweeperConf)
         self.conf = OmegaConf.merge(base, {k: v for k, v in config.items() if k != "_target_"})
         self.launcher = self.hydra_context = self.config = self.trial_fn = None
+        self.baselines: list = []  # (Baseline, its searched values), resolved before any trial
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -86,6 +88,11 @@ class SweeperImpl:
         base = self._compose(fixed)
         check_added_keys(base, fixed)
         check_searched_keys(self._compose, params, fixed)
+        self.baselines = baselines.resolve(
+            baselines.parse_baselines(_container(c.baselines), resnet=self.resnet), self._compose, fixed, params,
+            presets=model_presets(),
+        )
+        params[:] = baselines.widen(params, self.baselines)
         if self.resnet:
             objectives = list(base.objective)
         else:  # a plain task returns its values: they are named after their position
@@ -164,6 +171,8 @@ class SweeperImpl:
             uri = tracking.tracking_uri if tracking.enabled else None
             executor.start({"tracking_uri": uri, "storage_url": c.storage, "data": data})
         study = self._open_study(storage, params, directions, objectives, monitor, base)
+        if added := baselines.enqueue(study, self.baselines, st.study_lock(storage, c.study_name)):
+            log.info("baseline trial(s) enqueued first: %s", ", ".join(added))
         book = self._open_book(study, tracking, objectives, directions)
         recorder = layer.recorder = Recorder(study, book, progress=None)
         layer.parent_run_id = getattr(book, "parent", None)
@@ -273,6 +282,17 @@ class SweeperImpl:
         except Exception as err:  # noqa: BLE001 - unreachable server, bad URL, missing driver
             raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
         return storage
+
+
+def _container(value):
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def model_presets() -> list[str]:
+    """The model presets of the project's config directory (``cifar_resnet20``, ...)."""
+    from experiments.overrides import CONF_DIR
+
+    return sorted(p.stem for p in (Path(CONF_DIR) / "model").glob("*.yaml"))
 
 
 def _rhs(input_line: str) -> str:

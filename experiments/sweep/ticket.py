@@ -34,6 +34,7 @@ class TrialTicket:
     constraints: dict[str, Any] | None = None  # checked on the job's own build
     parent_run_id: str | None = None  # the study's MLflow parent run
     retry_of: int | None = None  # the trial (killed with its worker) this one retries
+    baseline: str | None = None  # the baseline's label, if the trial is one (experiments.sweep.baselines)
 
     def hydra_override(self) -> str:
         """The ticket as a job override, for launchers whose jobs receive overrides only."""

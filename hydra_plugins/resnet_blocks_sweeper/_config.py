@@ -58,6 +58,10 @@ class SweeperConf:
     prefetch: int = 1
     timeout: float | None = None  # seconds for this invocation
     epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
+    # Trials entered first, to compare every trial with: null is [default] (the run config's own
+    # model and trainer) for a ResNet task, none for another app; or a list of default, model
+    # presets (cifar_resnet32) and override lists ([model=cifar_resnet20, trainer.learning_rate=0.1]).
+    baselines: Any = None
     reuse_duplicates: bool = True  # a configuration already trained gets that trial's values, no training
     params: dict[str, Any] = field(default_factory=dict)
     # {name, args}: a hook registered with experiments.sweep.space.register_search_space; or,
