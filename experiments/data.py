@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 SOURCES = ("digits", "cifar10", "image_folder", "synthetic")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TEST_SEED = 0  # the held-out test part never depends on data.seed or data.max_samples
+CIFAR10_TEST = 10_000  # images in CIFAR-10's test batch
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
@@ -47,7 +48,7 @@ class DataSplits:
     num_classes: int
     num_train: int
     num_val: int
-    num_test: int
+    num_test: int  # the test images the source holds out (also where with_test=False left them unloaded)
     class_names: list[str]
     source: str
     preprocessing: Preprocessing | None = None  # what the model does to raw images, with the statistics
@@ -120,24 +121,31 @@ def data_signature(cfg) -> tuple[tuple[int, int, int], int]:
 
 
 # -- loading ------------------------------------------------------------------------------
-def load_data(cfg, *, batch_size: int, native: bool = False) -> DataSplits:
+def load_data(cfg, *, batch_size: int, native: bool = False, with_test: bool = True) -> DataSplits:
     """Load ``cfg.source`` and build its pipelines.
 
     ``native``: images at the source's own size, not resized to ``data.image_size`` (what a
-    shipped model takes; image folders are always resized, their files differ in size)."""
+    shipped model takes; image folders are always resized, their files differ in size).
+    ``with_test=False``: the test images are held out as usual but neither read nor decoded
+    (``test`` is None; ``num_test`` still counts them): for runs that never evaluate them,
+    such as a sweep's trials."""
     import tensorflow as tf
 
     validate_data_config(cfg)
     if cfg.source == "image_folder":
-        return _image_folder(cfg, batch_size)
+        return _image_folder(cfg, batch_size, with_test)
     if cfg.source == "digits":
         x, y, test, names = _digits()
     elif cfg.source == "cifar10":
-        x, y, test, names = _cifar10()
+        x, y, test, names = _cifar10(with_test)
     else:
         x, y, test, names = _synthetic(cfg)
+    # test: (images, labels), None, or (with_test=False) only the size of a test batch left unread
     if test is None and cfg.test_split:
         (x, y), test = _hold_out(x, y, cfg.test_split)
+    num_test = test if isinstance(test, int) else 0 if test is None else len(test[1])
+    if not with_test or isinstance(test, int):
+        test = None
     x, y = _subsample(x, y, cfg)
     (xt, yt), (xv, yv) = _split(x, y, cfg)
     shape = _output_shape(cfg, xt.shape[1:])
@@ -152,7 +160,7 @@ def load_data(cfg, *, batch_size: int, native: bool = False) -> DataSplits:
     val = _pipeline(from_arrays(xv, yv), cfg, batch_size, shape, training=False)
     test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, shape, training=False)
     return DataSplits(
-        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
+        train, val, test_ds, shape, len(names), len(yt), len(yv), num_test, names,
         cfg.source, prep, np.asarray(xv[:2]), ORIGINS.get(cfg.source, cfg.source),
         _digest(xt, yt, xv, yv, *(test or ())),
     )  # fmt: skip
@@ -211,8 +219,9 @@ def cifar10_cached() -> bool:
     return any(cache.glob("data_batch_*")) and (cache / "test_batch").exists()
 
 
-def _cifar10():
-    """CIFAR-10 from the Keras cache when its batches are there, else the Keras download."""
+def _cifar10(with_test: bool = True):
+    """CIFAR-10 from the Keras cache when its batches are there, else the Keras download.
+    ``with_test=False``: the test batch is not read (its size stands for it)."""
     import keras
 
     from experiments.keras_internals import load_cifar_batch as load_batch
@@ -223,6 +232,8 @@ def _cifar10():
         parts = [load_batch(str(f)) for f in train_files]
         x = np.concatenate([p[0] for p in parts]).transpose(0, 2, 3, 1)
         y = np.concatenate([p[1] for p in parts])
+        if not with_test:
+            return x.astype("uint8"), np.asarray(y).reshape(-1).astype("int32"), CIFAR10_TEST, list(CIFAR10_CLASSES)
         xt, yt = load_batch(str(cache / "test_batch"))
         xt = xt.transpose(0, 2, 3, 1)
     else:
@@ -517,14 +528,14 @@ def _bad_images_error(cfg, err: BadImages) -> SpecError:
     )
 
 
-def _image_folder(cfg, batch_size: int) -> DataSplits:
+def _image_folder(cfg, batch_size: int, with_test: bool = True) -> DataSplits:
     """Index, split and decode an image folder. Files that cannot be decoded are named in a
     SpecError, or with ``data.skip_bad_images`` left out (the folder is indexed again without
     them, so the splits stay deterministic) and counted."""
     skipped: frozenset[str] = frozenset()
     while True:
         try:
-            return _image_folder_splits(cfg, batch_size, skipped)
+            return _image_folder_splits(cfg, batch_size, skipped, with_test)
         except BadImages as err:
             if not cfg.skip_bad_images:
                 raise _bad_images_error(cfg, err) from None
@@ -533,10 +544,12 @@ def _image_folder(cfg, batch_size: int) -> DataSplits:
             skipped = skipped | {f for f, _ in err.bad}
 
 
-def _image_folder_splits(cfg, batch_size: int, skipped: frozenset[str]) -> DataSplits:
+def _image_folder_splits(cfg, batch_size: int, skipped: frozenset[str], with_test: bool = True) -> DataSplits:
     import tensorflow as tf
 
     files, labels, test, names = _image_folder_files(cfg, skipped)
+    num_test = 0 if test is None else len(test[1])
+    test = test if with_test else None  # (listed and counted, never decoded)
     (ft, yt), (fv, yv) = _split(files, labels, cfg)
     h, w = cfg.image_size if cfg.image_size is not None else (32, 32)
     c = cfg.channels
@@ -574,7 +587,7 @@ def _image_folder_splits(cfg, batch_size: int, skipped: frozenset[str]) -> DataS
     val = _pipeline(val_src, cfg, batch_size, shape, training=False)
     test_ds = _pipeline(test_src, cfg, batch_size, shape, training=False) if test_src is not None else None
     return DataSplits(
-        train, val, test_ds, shape, len(names), len(yt), len(yv), 0 if test is None else len(test[1]), names,
+        train, val, test_ds, shape, len(names), len(yt), len(yv), num_test, names,
         "image_folder", prep, np.asarray(sample[:2]), str(Path(cfg.path).expanduser().resolve()),
         _digest(ft, yt, fv, yv, *(test or ())), len(skipped),
     )  # fmt: skip

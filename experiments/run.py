@@ -25,6 +25,7 @@ from experiments.memory import check_training_memory
 from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
 from experiments.train import BuiltModel, build_model, measure_latency_ms, train, validate_trainer_config
 from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
+from resnet_blocks.spec_cost import spec_cost
 
 log = logging.getLogger("experiments.run")
 
@@ -108,12 +109,22 @@ def _named_as_config_fields():
 _DRY_BUILDS: dict[str, ModelCost] = {}  # spec repr -> cost: a sweep samples the same architectures again
 
 
-def dry_build(spec: ResNetSpec) -> ModelCost:
-    """Build the model once without training: catches shape errors that only the blocks
-    themselves can detect (e.g. a zero-pad shortcut asked to reduce channels) and gives the
-    cost that budgets are checked against. Costs are remembered per spec for this process."""
+def dry_build(spec: ResNetSpec, *, build: bool = True) -> ModelCost | None:
+    """The cost that budgets and memory are checked against, and the checks only the blocks
+    can make (e.g. a zero-pad shortcut asked to reduce channels), before any training.
+
+    Counted from the spec, no model built (:func:`resnet_blocks.spec_cost.spec_cost`),
+    where its blocks and shortcut have cost functions (the shipped ones do); otherwise the
+    model is built once without training, or with ``build=False`` None is returned (a sweep's
+    job builds it). ``channels_first`` is built too, when ``build``: the build checks that this
+    device runs it. Built costs are remembered per spec for this process."""
     import keras
 
+    if spec.data_format == "channels_last" or not build:
+        with _named_as_config_fields():
+            counted = spec_cost(spec)
+        if counted is not None or not build:
+            return counted
     key = repr(spec)
     if key not in _DRY_BUILDS:
         try:
@@ -196,7 +207,7 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
         log.info(
             "%s on %s: %d train / %d val%s images of %s, %d classes",
             name, cfg.data.source, data.num_train, data.num_val,
-            f" / {data.num_test} test" if data.num_test else "",
+            f" / {data.num_test} test{'' if data.test is not None else ' (held out, not loaded)'}" if data.num_test else "",
             "x".join(map(str, data.input_shape)), data.num_classes,
         )  # fmt: skip
         # The cost (and summary) are logged before training: pruned and failed trials have them too.
@@ -293,7 +304,8 @@ def seeded_data(cfg: DictConfig):
     import keras
 
     keras.utils.set_random_seed(cfg.trainer.seed)
-    return load_data(cfg.data, batch_size=cfg.trainer.batch_size)
+    # A run that does not evaluate its test split (a sweep's trials never do) does not load it.
+    return load_data(cfg.data, batch_size=cfg.trainer.batch_size, with_test=cfg.trainer.evaluate_test)
 
 
 @user_errors

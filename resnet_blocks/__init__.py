@@ -24,10 +24,12 @@ from resnet_blocks.registry import (
     register_shortcut,
 )
 from resnet_blocks.spec import ResNetSpec, StageSpec, StemSpec
+from resnet_blocks.spec_cost import CostContext, spec_cost
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BuildContext",
+    "CostContext",
     "FusedBatchNormalization",
     "FusedSGD",
     "ModelCost",
@@ -48,6 +50,7 @@ __all__ = [
     "model_cost",
     "register_block",
     "register_shortcut",
+    "spec_cost",
     "standard_layers_copy",
 ]
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """The shipped residual blocks.
 
 All four are one residual unit (:func:`residual_unit`) with a different list of convolutions
-and a different ordering of BN/ReLU, so their bodies cannot drift apart.
+and a different ordering of BN/ReLU, so their bodies cannot drift apart. Their bodies use only
+the context's helpers, so the same functions count them from a spec (``cost=True``, see
+:mod:`resnet_blocks.spec_cost`).
 """
 
 from __future__ import annotations
@@ -55,25 +57,25 @@ def _bottleneck(width: int, stride: int, expansion: int) -> ConvPlan:
     return [(1, width, 1), (3, width, stride), (1, width * expansion, 1)]
 
 
-@register_block("regular", preactivation=True)
+@register_block("regular", preactivation=True, cost=True)
 def regular(x, *, width: int, stride: int, name: str, ctx: BuildContext):
     """Pre-activation basic block: BN-ReLU-conv3x3(stride), BN-ReLU-conv3x3(1), + shortcut."""
     return residual_unit(x, _basic(width, stride), preactivation=True, name=name, ctx=ctx)
 
 
-@register_block("bottleneck", preactivation=True)
+@register_block("bottleneck", preactivation=True, cost=True)
 def bottleneck(x, *, width: int, stride: int, name: str, ctx: BuildContext, expansion: int = 4):
     """Pre-activation bottleneck: 1x1(width), 3x3(width, stride), 1x1(width * expansion)."""
     return residual_unit(x, _bottleneck(width, stride, expansion), preactivation=True, name=name, ctx=ctx)
 
 
-@register_block("regular_v1")
+@register_block("regular_v1", cost=True)
 def regular_v1(x, *, width: int, stride: int, name: str, ctx: BuildContext):
     """Post-activation basic block (He et al. 2015): conv-BN-ReLU, conv-BN, add, ReLU."""
     return residual_unit(x, _basic(width, stride), preactivation=False, name=name, ctx=ctx)
 
 
-@register_block("bottleneck_v1")
+@register_block("bottleneck_v1", cost=True)
 def bottleneck_v1(x, *, width: int, stride: int, name: str, ctx: BuildContext, expansion: int = 4):
     """Post-activation bottleneck (He et al. 2015), stride on the 3x3 conv."""
     return residual_unit(x, _bottleneck(width, stride, expansion), preactivation=False, name=name, ctx=ctx)

@@ -177,6 +177,16 @@ class BuildContext:
     def add(self, tensors, *, name: str):
         return layers.Add(name=name)(list(tensors))
 
+    def avg_pool(self, x, stride: int, *, name: str):
+        """``stride`` x ``stride`` average pooling; "same" padding gives ``ceil(size / stride)``,
+        the size of the strided residual branch."""
+        pool = layers.AveragePooling2D(stride, strides=stride, padding="same", data_format=self.data_format, name=name)
+        return pool(x)
+
+    def subsample_pad(self, x, stride: int, extra: int, *, name: str):
+        """Every ``stride``-th pixel, then ``extra`` zero channels (:class:`SubsampleChannelPad`)."""
+        return SubsampleChannelPad(stride, extra, self.data_format, name=name)(x)
+
     def shortcut(self, x, filters: int, stride: int, *, name: str, norm: bool):
         """Identity when the shape is unchanged, else the configured shortcut."""
         if stride == 1 and self.channels(x) == filters:

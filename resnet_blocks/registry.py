@@ -25,6 +25,9 @@ class Entry:
     preactivation: bool = False
     doc: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Counts the block (or shortcut) from shapes alone (resnet_blocks.spec_cost): a function
+    # with ``fn``'s signature called with a CostContext as ``ctx``; None: only a build counts it.
+    cost: Callable[..., Any] | None = None
 
 
 class Registry:
@@ -46,8 +49,14 @@ class Registry:
             if not callable(fn):
                 raise RegistryError(f"{self.kind} {name!r}: received {fn!r}; allowed: a callable")
             preact = bool(metadata.pop("preactivation", False))
+            cost = metadata.pop("cost", None)
+            cost = fn if cost is True else (None if cost is False else cost)
+            if cost is not None and not callable(cost):
+                raise RegistryError(
+                    f"{self.kind} {name!r}: cost received {cost!r}; allowed: a callable, true, false or null"
+                )
             doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-            self._entries[name] = Entry(name, fn, preact, doc, dict(metadata))
+            self._entries[name] = Entry(name, fn, preact, doc, dict(metadata), cost)
             return fn
 
         return decorator
@@ -90,6 +99,11 @@ def register_block(name: str, *, preactivation: bool = False, **metadata: Any) -
     BN-ReLU (the builder then adds the final BN-ReLU before pooling and leaves the stem
     without one). Use ``ctx`` helpers (``ctx.conv``, ``ctx.norm``, ``ctx.relu``,
     ``ctx.shortcut``) so padding, naming and data format stay consistent.
+
+    ``cost=True``: a block whose body uses only those helpers is also counted from the spec,
+    without a model (the function runs on a :class:`~resnet_blocks.spec_cost.CostContext`);
+    or a function of the same signature that counts it. Without one, the block's cost comes
+    from a build (sweeps then build each new architecture to check its budget).
     """
     return BLOCKS.register(name, preactivation=preactivation, **metadata)
 
@@ -109,6 +123,7 @@ def register_shortcut(name: str, **metadata: Any) -> Callable[[F], F]:
 
     Called as ``fn(x, *, filters, stride, name, ctx, norm)`` where ``norm`` says whether the
     shortcut should end with batch norm (post-activation blocks) or not (pre-activation).
+    ``cost``: as for :func:`register_block`.
     """
     return SHORTCUTS.register(name, **metadata)
 

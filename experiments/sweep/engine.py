@@ -114,10 +114,12 @@ class Engine:
         c, study = self.conf, self.run.study
         with st.study_lock(self.run.storage, c.study_name):  # count + ask atomically across workers
             trials = study.get_trials(deepcopy=False)
-            done = st.counted(trials)
+            done = st.counted(trials, rejected=st.counts_rejected(c))  # (rejections take no trial's place)
             running = [t for t in trials if t.state == TrialState.RUNNING]
             if len(done) >= c.n_trials:
                 return "", []
+            if stop := st.too_many_rejected(trials, c.n_trials):
+                return stop, []
             if c.epoch_budget and epochs_used(trials) >= c.epoch_budget:
                 return f"epoch budget of {c.epoch_budget} reached ({epochs_used(trials)} epochs trained)", []
             if c.timeout and time.monotonic() - self.started > c.timeout:

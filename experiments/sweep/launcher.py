@@ -215,7 +215,8 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
             # trial sooner (10,000 CIFAR-10 JPEGs decoded in both workers at once: the first
             # trial trained after 12.1 s instead of about 9 s).
             with _DATA_LOCK if _DATA_LOCK is not None else contextlib.nullcontext():
-                load_data(OmegaConf.create(data["data"]), batch_size=data["batch_size"])
+                # (as the trials load it: without the test split, which they never evaluate)
+                load_data(OmegaConf.create(data["data"]), batch_size=data["batch_size"], with_test=False)
     except Exception as err:  # noqa: BLE001 - only a head start: the job meets any real problem itself
         log.debug("worker warm-up incomplete: %s", err)
     # What exists now lives as long as the worker: keep it out of every later collection.

@@ -9,6 +9,8 @@ run. :class:`PlainLayer` serves any other Hydra app: its jobs get the sampled va
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,18 @@ class ResNetLayer:
     monitor: str
     recorder: Recorder | None = None
     parent_run_id: str | None = None
-    jobs_vet: bool = False  # the jobs build (and so vet) their models: no dry build here
+    jobs_vet: bool = False  # the jobs build (and so vet) their models: no dry build here (costs from specs still are)
 
     def prepare(self, trial, values: dict, overrides: list[str], retry_of: int | None) -> Pending | None:
-        """Vet the trial's model; a rejected architecture is recorded and None returned."""
-        from experiments.run import arch_label, plan_run
+        """Vet the trial's model; a rejected architecture is recorded and None returned, and a
+        configuration the study has trained or rejected already is answered from the study.
+
+        Costs come from the spec (no model built) for every block and shortcut with a
+        cost function, so budgets and memory are decided here, before any job; a model only a
+        build can count (a plugin block without one) is built here, or by its job (``jobs_vet``).
+        """
+        from experiments.memory import check_training_memory
+        from experiments.run import arch_label, dry_build, plan_run
 
         c, recorder = self.conf, self.recorder
         arch = None
@@ -48,9 +57,21 @@ class ResNetLayer:
             cfg = self.compose(overrides)
             arch = arch_label(cfg.model)
             trial.set_user_attr(st.ARCH_ATTR, arch)
-            plan = plan_run(cfg, build=not self.jobs_vet)
+            plan = plan_run(cfg, build=False)  # the config checked, the spec resolved
+            vet_key, config_key = vetting_key(plan.spec, cfg, c.constraints), config_key_of(plan.spec, cfg)
+            trial.set_user_attr(st.VET_KEY_ATTR, vet_key)
+            trial.set_user_attr(st.CONFIG_KEY_ATTR, config_key)
+            measured = cfg.trainer.max_memory_gb is None
+            if recorder.reuse_rejection(trial, values, vet_key, named(arch, trial_label(trial)), measured_limit=measured):
+                return None
+            if c.reuse_duplicates and recorder.reuse_duplicate(trial, values, overrides, key=config_key):
+                return None
+            plan.cost = dry_build(plan.spec, build=not self.jobs_vet)  # None: the job builds and checks it
+            if plan.cost is not None:
+                check_training_memory(plan.cost, cfg.trainer)  # before a weight is allocated
         except MemoryBudgetError as err:  # a constraint: the sampler learns to avoid it
-            recorder.reject(trial, values, f"over the memory limit: {err}", named(arch, trial_label(trial)), constraint=err.excess)
+            reason = f"{st.MEMORY_REJECTION}: {err}"
+            recorder.reject(trial, values, reason, named(arch, trial_label(trial)), constraint=err.excess)
             return None
         except SpecError as err:
             recorder.reject(trial, values, f"invalid architecture: {err}", None, constraint=1.0)
@@ -59,10 +80,7 @@ class ResNetLayer:
             recorder.fail_unlaunched(trial, values, f"{type(err).__name__}: {err}")
             return None
         spec_key = repr(plan.spec)
-        if plan.cost is not None:
-            over = st.over_budget(c.constraints, plan.cost)
-        else:  # the job will check; unless a job has rejected the same architecture already
-            over = recorder.rejected_specs.get(spec_key)
+        over = st.over_budget(c.constraints, plan.cost) if plan.cost is not None else None
         if over:
             reason, excess = over
             recorder.reject(trial, values, reason, named(arch, trial_label(trial)), constraint=excess)
@@ -131,6 +149,27 @@ class ResNetLayer:
             rows.append((trial.number, *row, overrides))
             study.tell(trial, state=TrialState.PRUNED)
         print_plan(rows)
+
+
+def _digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def vetting_key(spec, cfg, constraints) -> str:
+    """What a trial's vetting depends on: the resolved architecture (``repr`` of its spec:
+    different overrides may resolve to the same one), the constraints and the settings of the
+    memory estimate. Trials with equal keys get equal verdicts."""
+    t = cfg.trainer
+    memory = [t.batch_size, t.mixed_precision, t.optimizer, t.momentum, t.max_memory_gb]
+    return _digest(repr(spec), OmegaConf.to_container(constraints, resolve=True), memory)
+
+
+def config_key_of(spec, cfg) -> str:
+    """What a trial trains: its spec, trainer and data settings and objectives (not its run's
+    name or tracking). Trials with equal keys train the same thing."""
+    return _digest(
+        repr(spec), *(OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "data")), list(cfg.objective)
+    )
 
 
 @dataclass

@@ -31,8 +31,9 @@ def _fmt(v: Any) -> str:
 class Progress:
     """Trials done out of the total, the best so far and the current trial."""
 
-    def __init__(self, n_trials: int, objectives: list[str], directions: list[str]):
+    def __init__(self, n_trials: int, objectives: list[str], directions: list[str], *, counts_rejected: bool = True):
         self.n_trials, self.objectives, self.directions = n_trials, objectives, directions
+        self.counts_rejected = counts_rejected  # whether a rejected trial counts as done (experiments.sweep.study.counted)
         self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self.done = 0
         self._started, self._done_at_start = time.monotonic(), 0
@@ -90,10 +91,13 @@ class Progress:
             align="left",
         )
 
-    def rejected(self, number: int, arch: str | None, reason: str) -> None:
-        self._count_done()
+    def rejected(self, number: int, arch: str | None, reason: str, repeats: int | None = None) -> None:
+        if self.counts_rejected:
+            self._count_done()
+        again = f", as t{repeats:02d} was" if repeats is not None else ""
         self.console.print(
-            f"[yellow]t{number:02d} rejected before training[/] ({esc(arch or 'invalid')}): {esc(reason)}  {esc(self.count())}"
+            f"[yellow]t{number:02d} rejected before training{again}[/] ({esc(arch or 'invalid')}): {esc(reason)}"
+            f"  {esc(self.count())}"
         )
 
     def reused(self, number: int, same: int, arch: str) -> None:

@@ -9,7 +9,7 @@ tracking), as Optuna calls its callbacks: Optuna and MLflow always end a trial i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -97,8 +97,6 @@ class Recorder:
     book: Any  # MlflowBook | NoBook
     progress: Any  # experiments.sweep.progress.Progress
     heartbeats: Any = None  # experiments.sweep.study.Heartbeats, once trials are asked
-    # Architectures a job found over budget (spec -> reason, excess): a repeat is rejected here.
-    rejected_specs: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def _tell(self, trial, values=None, state=None) -> None:
         if values is not None:
@@ -108,14 +106,40 @@ class Recorder:
         if self.heartbeats is not None:
             self.heartbeats.remove(trial_id(trial))
 
-    def reject(self, trial, values, reason: str, arch: str | None, *, constraint: float) -> None:
-        """A trial rejected before training: PRUNED in Optuna, a FINISHED child run."""
+    def reject(
+        self, trial, values, reason: str, arch: str | None, *, constraint: float, repeats: int | None = None
+    ) -> None:
+        """A trial rejected before training: PRUNED in Optuna, a FINISHED child run.
+        ``repeats``: the earlier trial whose rejection this one repeats."""
         trial.set_user_attr(st.REJECTED_ATTR, reason)
         trial.set_constraint(st.CONSTRAINT_KEY, float(max(constraint, 1e-6)))
         tags = {"sweep.state": "PRUNED", "sweep.rejected": reason}
+        if repeats is not None:
+            trial.set_user_attr(st.DUPLICATE_ATTR, repeats)
+            tags["sweep.duplicate_of"] = repeats
         self.book.unlaunched(trial, values, arch or "invalid", tags, "FINISHED")
         self._tell(trial, state=TrialState.PRUNED)
-        self.progress.rejected(trial.number, arch, reason)
+        self.progress.rejected(trial.number, arch, reason, repeats)
+
+    def reuse_rejection(self, trial, values, key: str, arch: str | None, *, measured_limit: bool) -> bool:
+        """An architecture rejected before (the same ``vet_key``: spec, constraints, memory
+        settings), by the sweeper or by a job's build, is rejected again at once with the same
+        reason and constraint value. Not a memory rejection when the limit is measured
+        (``measured_limit``: ``trainer.max_memory_gb`` null), which another moment may pass."""
+        same = next(
+            (t for t in self.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+             if t.user_attrs.get(st.VET_KEY_ATTR) == key and st.REJECTED_ATTR in t.user_attrs
+             and t.number != trial.number
+             and not (measured_limit and t.user_attrs[st.REJECTED_ATTR].startswith(st.MEMORY_REJECTION))),
+            None,
+        )  # fmt: skip
+        if same is None:
+            return False
+        self.reject(
+            trial, values, same.user_attrs[st.REJECTED_ATTR], arch,
+            constraint=same.constraints.get(st.CONSTRAINT_KEY, 1.0), repeats=same.number,
+        )  # fmt: skip
+        return True
 
     def fail_unlaunched(self, trial, values, reason: str) -> None:
         """A trial whose model could not even be built: FAIL in Optuna, a FAILED child run."""
@@ -125,12 +149,14 @@ class Recorder:
         self._tell(trial, state=TrialState.FAIL)
         self.progress.finished(frozen(self.study, trial), self.study)
 
-    def reuse_duplicate(self, trial, values, overrides) -> bool:
+    def reuse_duplicate(self, trial, values, overrides, key: str | None = None) -> bool:
         """Samplers propose an already-trained configuration again (TPE does, in categorical
-        spaces): give the trial the earlier trial's values instead of spending epochs on it."""
+        spaces): give the trial the earlier trial's values instead of spending epochs on it.
+        The same overrides, or (``key``) the same resolved configuration from other overrides."""
         same = next(
             (t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.user_attrs.get(st.OVERRIDES_ATTR) == overrides and t.number != trial.number),
+             if t.number != trial.number and (t.user_attrs.get(st.OVERRIDES_ATTR) == overrides
+                                              or (key is not None and t.user_attrs.get(st.CONFIG_KEY_ATTR) == key))),
             None,
         )  # fmt: skip
         if same is None:
@@ -155,8 +181,7 @@ class Recorder:
         if isinstance(err, st.TrialNotTrained):  # the job vetted its model: as if the sweeper had
             if err.excess is None:
                 self.fail_unlaunched(p.trial, p.values, err.reason)
-            else:
-                self.rejected_specs[p.spec_key] = (err.reason, err.excess)
+            else:  # (a repeat is rejected from the study: the trial carries its vet_key)
                 self.reject(p.trial, p.values, err.reason, p.arch, constraint=err.excess)
             return
         state, values, reason = outcome(ret)

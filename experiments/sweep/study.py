@@ -25,12 +25,16 @@ SAMPLERS = ("tpe", "random", "gp", "qmc", "grid", "nsga2", "cmaes")
 PRUNERS = ("median", "successive_halving", "hyperband", "none")
 CONSTRAINT_KEY = "budget"  # Optuna 5 trial.set_constraint: <= 0 feasible, > 0 relative excess
 REJECTED_ATTR = "rejected"
+MEMORY_REJECTION = "over the memory limit"  # how a rejection for trainer.max_memory_gb begins
 FAIL_REASON_ATTR = "fail_reason"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 MLFLOW_RUN_ATTR = "mlflow_run_id"
 OVERRIDES_ATTR = "overrides"  # the trial's sampled values as run overrides
 ARCH_ATTR = "arch"  # its architecture label
-DUPLICATE_ATTR = "duplicate_of"  # a repeated configuration: the trial whose values it reuses
+DUPLICATE_ATTR = "duplicate_of"  # a repeated configuration: the trial whose values (or rejection) it reuses
+CONFIG_KEY_ATTR = "config_key"  # what a trial trains (its spec, trainer, data, objectives): equal keys, equal values
+VET_KEY_ATTR = "vet_key"  # what its vetting depends on (spec, constraints, memory settings): equal keys, equal verdicts
+REJECTIONS_PER_TRIAL = 10  # a sweep stops once rejected trials outnumber n_trials this many times
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -213,12 +217,37 @@ def retried_from(trial: FrozenTrial) -> int | None:
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
 
 
-def counted(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried."""
+def counted(trials: Sequence[FrozenTrial], *, rejected: bool = False) -> list[FrozenTrial]:
+    """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried
+    and trials rejected before training (vetted from the spec, they take no
+    trained trial's place; ``rejected=True`` counts them, as a grid's n_trials is its grid)."""
     retried = {retried_from(t) for t in trials}
     retried.discard(None)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return [t for t in trials if t.state in finished and not (t.state == TrialState.FAIL and t.number in retried)]
+    return [
+        t
+        for t in trials
+        if t.state in finished
+        and not (t.state == TrialState.FAIL and t.number in retried)
+        and (rejected or REJECTED_ATTR not in t.user_attrs)
+    ]
+
+
+def counts_rejected(conf) -> bool:
+    """Whether rejected trials count towards ``n_trials`` (a grid's points are each tried once)."""
+    return conf.sampler.name == "grid"
+
+
+def too_many_rejected(trials: Sequence[FrozenTrial], n_trials: int) -> str | None:
+    """Why the sweep stops asking, once rejected trials outnumber ``n_trials``
+    :data:`REJECTIONS_PER_TRIAL` times (the constraints leave almost nothing of the space)."""
+    rejected = sum(REJECTED_ATTR in t.user_attrs for t in trials)
+    if rejected < REJECTIONS_PER_TRIAL * n_trials:
+        return None
+    return (
+        f"stopped: {rejected} trials were rejected before training ({REJECTIONS_PER_TRIAL} per trial of "
+        f"n_trials={n_trials}); the constraints or the memory limit leave little of the search space"
+    )
 
 
 @contextmanager

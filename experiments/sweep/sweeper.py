@@ -185,8 +185,9 @@ class SweeperImpl:
                   + (f"; MLflow parent run {layer.parent_run_id}" if layer.parent_run_id else ""))  # fmt: skip
             return None
         warn_if_sqlite_shared(c, study)
-        recorder.progress = Progress(c.n_trials, objectives, directions)
-        recorder.progress.start(c.study_name, len(st.counted(study.get_trials(deepcopy=False))), c.storage)
+        recorder.progress = Progress(c.n_trials, objectives, directions, counts_rejected=st.counts_rejected(c))
+        done = st.counted(study.get_trials(deepcopy=False), rejected=st.counts_rejected(c))
+        recorder.progress.start(c.study_name, len(done), c.storage)
         recorder.heartbeats = st.Heartbeats(storage, c.heartbeat_interval)
         # Everything alive now (TensorFlow, Hydra, the study) lives as long as the sweep. Out of
         # the collector's way, the collection after each vetting build scans only that trial's

@@ -70,3 +70,50 @@ def test_test_folder_with_other_classes_names_both_lists(make_cfg, tmp_path):
 def test_bad_test_split_settings_are_rejected(make_cfg, overrides, expected):
     with pytest.raises(SpecError, match=expected.replace("(", r"\(").replace("[", r"\[")):
         plan_run(make_cfg(*overrides), build=False)
+
+
+def test_a_run_that_never_evaluates_its_test_split_does_not_load_it(make_cfg):
+    from experiments.run import seeded_data
+
+    full = load_data(make_cfg().data, batch_size=64)
+    bare = load_data(make_cfg().data, batch_size=64, with_test=False)
+    assert full.test is not None and bare.test is None
+    assert bare.num_test == full.num_test == 270  # still held out (and counted), only not loaded
+    np.testing.assert_array_equal(_pixels(bare.train), _pixels(full.train))
+    np.testing.assert_array_equal(_pixels(bare.val), _pixels(full.val))
+    assert seeded_data(make_cfg("trainer.evaluate_test=false")).test is None  # (a sweep's trials: always)
+    assert seeded_data(make_cfg()).test is not None
+
+
+def test_cifar10_without_its_test_batch_never_reads_it(make_cfg, tmp_path, monkeypatch):
+    import pickle
+
+    import keras
+
+    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
+    cache = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    cache.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(1, 6):
+        batch = {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": list(range(10)) * 2}
+        (cache / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    (cache / "test_batch").write_bytes(b"not a pickle: reading it would fail")
+    cfg = make_cfg("data=cifar10")
+    data = load_data(cfg.data, batch_size=16, with_test=False)
+    assert data.test is None and data.num_train + data.num_val == 100
+    assert data.num_test == split_sizes(cfg.data)[2] == 10_000  # (the test batch's size, unread)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the unpickler raises: it was read
+        load_data(cfg.data, batch_size=16)
+
+
+def test_an_image_folders_test_images_are_listed_but_not_decoded_without_the_test_split(make_cfg, tmp_path):
+    _write_jpegs(tmp_path / "train", per_class=6, size=(16, 16))
+    for c in ("cat", "dog", "owl"):  # test images that cannot be decoded: decoding them would fail
+        (tmp_path / "test" / c).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "test" / c / f"{i}.jpg").write_bytes(b"not an image")
+    cfg = make_cfg("data=image_folder", f"data.path={tmp_path / 'train'}", f"data.test_path={tmp_path / 'test'}")
+    data = load_data(cfg.data, batch_size=8, with_test=False)
+    assert data.test is None and data.num_test == 6 and data.num_train + data.num_val == 18
+    with pytest.raises(SpecError, match="cannot be decoded"):
+        load_data(cfg.data, batch_size=8)

@@ -13,6 +13,7 @@ import pytest
 
 from experiments.memory import MemoryBudgetError, training_memory_gb
 from experiments.run import dry_build, plan_run
+from experiments.sweep.study import REJECTIONS_PER_TRIAL
 from resnet_blocks import SpecError
 from tests.experiments.sweep.test_sweep import sweep
 
@@ -56,9 +57,10 @@ def test_an_explicit_limit_refuses_a_normal_model(make_cfg):
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "resnet_blocks_process"])
 def test_in_a_sweep_a_model_over_the_limit_is_a_constraint_rejection(tmp_path, launcher):
-    sweep(tmp_path, "trainer.max_memory_gb=0.001", "hydra.sweeper.n_trials=2", f"hydra/launcher={launcher}")
+    proc = sweep(tmp_path, "trainer.max_memory_gb=0.001", "hydra.sweeper.n_trials=2", f"hydra/launcher={launcher}")
     study = optuna.load_study(study_name="quick", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert len(study.trials) == 2
+    # Rejections take no trained trial's place; the sweep stops once they outnumber n_trials 10 to 1.
+    assert len(study.trials) == 2 * REJECTIONS_PER_TRIAL and "stopped: 20 trials were rejected" in proc.stdout
     for t in study.trials:
         assert t.state == optuna.trial.TrialState.PRUNED and "over the memory limit" in t.user_attrs["rejected"]
         assert (

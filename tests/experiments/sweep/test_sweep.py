@@ -294,6 +294,36 @@ def test_constraints_reject_before_training(tmp_path, launcher):
             assert trial.constraints == {"budget": 0.0}
 
 
+def test_a_macs_budget_is_decided_in_the_sweeper_and_repeats_are_answered_from_the_study(tmp_path):
+    # Through the process launcher, whose jobs build their models: two widths, one over max_macs,
+    # and two blocks that stage_blocks overrides (other overrides, the same spec). Rejections
+    # take no trained trial's place: the sweep ends with n_trials trials trained or reused.
+    sweep(tmp_path, "hydra.sweeper.n_trials=2", "trainer.epochs=1", "hydra.sweeper.pruner.name=none",
+          "hydra.sweeper.prefetch=0", "trainer.learning_rate=0.05", "hydra.sweeper.baselines=[]",
+          "model.stage_blocks=[regular,regular,regular]", "model.widths=choice([8,8,16],[32,32,64])",
+          "model.block=choice(regular,regular_v1)", "hydra.sweeper.constraints.max_macs=500000")  # fmt: skip
+    trials = load(tmp_path).trials
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2 and len(trials) == 2 + len(rejected)
+    first, *repeats = rejected
+    assert repeats and first.user_attrs["rejected"] == "over budget: 1,258,624 MACs > max_macs 500,000"
+    for t in rejected:  # decided in the sweeper, from the spec: no job ran (a job records its pid)
+        assert t.state == TrialState.PRUNED and "job_pid" not in t.user_attrs and not t.intermediate_values
+    for t in repeats:  # answered from the study: the same reason and constraint value
+        assert t.user_attrs["duplicate_of"] == first.number and t.constraints == first.constraints
+        assert t.user_attrs["rejected"] == first.user_attrs["rejected"]
+    assert any(t.params["model.block"] != first.params["model.block"] for t in repeats)  # by spec, not overrides
+    _, _, children = mlflow_runs(tmp_path)
+    runs = by_trial(children)
+    for t in rejected:
+        (run,) = runs[t.number]
+        assert run.info.status == "FINISHED" and run.data.tags["sweep.rejected"] == t.user_attrs["rejected"]
+        assert run.data.tags.get("sweep.duplicate_of") == (None if t is first else str(first.number))
+    (trained,) = [t for t in trials if "job_pid" in t.user_attrs]
+    (run,) = runs[trained.number]  # a trial loads no test images (they exist: counted, not loaded)
+    assert run.data.metrics["data/num_test"] == 270 and not any(k.startswith("test/") for k in run.data.metrics)
+
+
 def test_multiobjective_sweep_reports_a_pareto_front(tmp_path):
     proc = sweep(
         tmp_path,
