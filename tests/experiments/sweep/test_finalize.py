@@ -113,7 +113,7 @@ def test_finalize_retrains_top_k_with_seeds_under_the_parent_and_ships_the_winne
     assert parent.data.tags["finalize.winner_trial"] == rows[0]["trial"]
     (version,) = mlflow_client.search_model_versions("name='s-best'")
     assert version.run_id == winner
-    assert "winner: t" in out and "models:/s-best/1" in out and "±" in out
+    assert "shipped: " in out and "verdict: " in out and "models:/s-best/1" in out and "±" in out
 
 
 @pytest.mark.slow

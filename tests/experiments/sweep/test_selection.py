@@ -160,7 +160,7 @@ def test_progress_summary_prints_errors_ties_and_warning(capsys, monkeypatch):
     Progress(6, ["val/accuracy"], ["maximize"]).summary(summary)
     out = capsys.readouterr().out
     assert "0.950 ± 0.022" in out and "≈t02" in out and "*t01" in out and "≈t03" not in out
-    assert "best t01 val/accuracy=0.950 ± 0.022" in out
+    assert "best t01 best/val/accuracy=0.950 ± 0.022" in out
     assert "warning: validation split too small" in out.splitlines()[-1]
     table = [line for line in out.splitlines() if not line.startswith(("best", "  retrain", "warning"))]
     assert max(len(line) for line in table) <= 80
