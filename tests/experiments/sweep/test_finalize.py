@@ -90,7 +90,11 @@ def test_finalize_retrains_top_k_with_seeds_under_the_parent_and_ships_the_winne
     out = capsys.readouterr().out
     runs = runs_of(mlflow_client)
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
-    finals = [r for r in runs if r.data.tags.get("sweep.role") == "finalize"]
+    every = [r for r in runs if r.data.tags.get("sweep.role") == "finalize"]
+    # The study holds no baseline trial: finalize derives its default and retrains it, same seeds.
+    baseline = [r for r in every if r.data.tags.get("finalize.baseline") == "default"]
+    assert sorted(r.data.tags["finalize.seed"] for r in baseline) == ["0", "1"]
+    finals = [r for r in every if r not in baseline]
     assert parent.data.tags["sweep.study"] == "s" and parent.info.status == "FINISHED"
     assert len(finals) == 4 and all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in finals)
     # Top 2 distinct configurations: trials 1 (0.95; trial 2 repeats it) and 0 (0.90), two seeds each.
@@ -100,17 +104,19 @@ def test_finalize_retrains_top_k_with_seeds_under_the_parent_and_ships_the_winne
     for r in finals:
         assert r.info.status == "FINISHED" and r.data.params["trainer.epochs"] == "2"
         assert "test/accuracy" in r.data.metrics and "val/accuracy" in r.data.metrics
-    assert len(mlflow_client.search_logged_models([parent.info.experiment_id])) == 4
+    assert len(mlflow_client.search_logged_models([parent.info.experiment_id])) == 6
     # The table, ranked by mean validation accuracy, is logged to the parent and printed.
     path = mlflow_client.download_artifacts(parent.info.run_id, "finalize/finalize.csv")
     rows = list(csv.DictReader(open(path)))
-    assert [int(r["rank"]) for r in rows] == [1, 2] and {r["trial"] for r in rows} == {"0", "1"}
+    rows = [r for r in rows if not r["baseline"]]
+    assert {r["trial"] for r in rows} == {"0", "1"}
     assert float(rows[0]["val_mean"]) >= float(rows[1]["val_mean"])
     for row in rows:
         vals = [r.data.metrics["val/accuracy"] for r in finals if r.data.tags["finalize.trial"] == row["trial"]]
         assert float(row["val_mean"]) == pytest.approx(sum(vals) / 2)
     winner = parent.data.tags["finalize.winner_run"]
-    assert parent.data.tags["finalize.winner_trial"] == rows[0]["trial"]
+    paid = parent.data.tags["finalize.search_paid"] == "true"
+    assert parent.data.tags["finalize.winner_trial"] == (rows[0]["trial"] if paid else "-1")
     (version,) = mlflow_client.search_model_versions("name='s-best'")
     assert version.run_id == winner
     assert "shipped: " in out and "verdict: " in out and "models:/s-best/1" in out and "±" in out
