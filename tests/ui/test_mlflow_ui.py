@@ -94,8 +94,10 @@ def test_experiment_page_shows_the_study_and_its_trials(ui, page):
     # Child runs sit under their parent: expand it and find every trial by its name.
     page.locator("[role=row]", has=parent_link).locator("button").first.click()
     for child in children:
-        assert re.fullmatch(r"t\d\d regular d\d-\d-\d w\d+ s122", child.info.run_name), child.info.run_name
+        assert re.fullmatch(r"t\d\d (baseline )?regular d\d-\d-\d w\d+ s122", child.info.run_name), child.info.run_name
         page.get_by_role("link", name=child.info.run_name, exact=True).first.wait_for()
+    # The study's first trial is the run config's own model, labelled where the trial is named.
+    assert sorted(c.info.run_name for c in children)[0].startswith("t00 baseline ")
     page.screenshot(path=str(ARTIFACTS / "experiment_runs.png"), full_page=True)
 
 
