@@ -52,7 +52,7 @@ class DataSplits:
     class_names: list[str]
     source: str
     preprocessing: Preprocessing | None = None  # what the model does to raw images, with the statistics
-    example: np.ndarray | None = None  # a few raw images as the source gives them (uint8): a model's input example
+    example: np.ndarray | None = None  # a few images as the source gives them (its own values): a model's input example
     origin: str = ""  # where the images come from: a path, a URL, a loader
     digest: str = ""  # a fingerprint of the images and labels of every split (MLflow's dataset digest)
     num_skipped: int = 0  # unreadable images left out (data.skip_bad_images)
@@ -161,7 +161,7 @@ def load_data(cfg, *, batch_size: int, native: bool = False, with_test: bool = T
     test_ds = None if test is None else _pipeline(from_arrays(*test), cfg, batch_size, shape, training=False)
     return DataSplits(
         train, val, test_ds, shape, len(names), len(yt), len(yv), num_test, names,
-        cfg.source, prep, np.asarray(xv[:2]), ORIGINS.get(cfg.source, cfg.source),
+        cfg.source, prep, prep.source_values(xv[:2]), ORIGINS.get(cfg.source, cfg.source),
         _digest(xt, yt, xv, yv, *(test or ())),
     )  # fmt: skip
 
@@ -183,13 +183,21 @@ def _digest(*arrays) -> str:
     return h.hexdigest()[:10]
 
 
+# The sources whose own values are not 0-255 pixels: (top of their range, what they are).
+# A shipped model takes these values; the pipelines give 0-255 for every source.
+SOURCE_VALUES = {"digits": (16.0, "digits, as sklearn.datasets.load_digits() gives them")}
+
+
 def _preprocessing(cfg, raw_shape, shape, train_pixels) -> Preprocessing:
     mean, std = _moments(train_pixels) if cfg.normalize else (None, None)
+    value_max, values = SOURCE_VALUES.get(cfg.source, (255.0, "pixels"))
     return Preprocessing(
         raw_shape=raw_shape,
         image_size=(shape[0], shape[1]),
         mean=None if mean is None else tuple(float(v) for v in mean),
         std=None if std is None else tuple(float(v) for v in std),
+        value_max=value_max,
+        values=values,
     )
 
 
@@ -199,10 +207,12 @@ def _hold_out(x, y, fraction: float):
 
 
 def _digits():
+    """scikit-learn's 0-16 digits as 0-255 floats, unrounded (multiples of 255/16, exact in
+    float32): the shipped model divides the 0-16 values by 16 and sees the same numbers."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = (d.images[..., None] * (255.0 / 16.0)).round().astype("uint8")
+    x = d.images[..., None].astype("float32") * np.float32(255.0 / 16.0)
     return x, d.target.astype("int32"), None, [str(i) for i in range(10)]
 
 

@@ -4,7 +4,8 @@
 ``models:/<name>/<version>``, a local MLflow Model folder). The data are the model's own
 run's data config unless overrides say otherwise (``data.test_path=...``, or ``data=...``
 for another source); the test split is used (``split=val`` for the validation split). The
-model gets raw images, as a user's would. Accuracy, loss, per-class accuracy and a confusion
+model gets the images as a user's would: the source's own values (digits 0-16, pixels
+0-255); a shape or value range it does not take is one line naming what it takes. Accuracy, loss, per-class accuracy and a confusion
 matrix are printed and logged to a new MLflow run tagged with the model it evaluated.
 """
 
@@ -141,6 +142,7 @@ def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> 
     """Evaluate ``model`` on the ``split`` of the data config; log it; return it with the
     evaluation run's id."""
     from experiments.data import load_data, validate_data_config
+    from experiments.preprocessing import from_pixels, input_problem
     from experiments.tracking import check_tracking_uri
 
     if split not in SPLITS:
@@ -176,18 +178,26 @@ def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> 
     import mlflow.keras
 
     keras_model = mlflow.keras.load_model(uri)
-    expected = tuple(keras_model.input_shape[1:])
-    if expected[-1] != data.input_shape[-1] or (None not in expected and expected != tuple(data.input_shape)):
-        raise UserError(
-            f"data: the model takes images of shape {list(expected)}; the data give {list(data.input_shape)}"
-        )
+    spec = metadata.get("input") or _input_of(keras_model)
     probs, labels = [], []
     for x, y in dataset:
-        probs.append(np.asarray(keras_model.predict_on_batch(x)))
+        images = from_pixels(x.numpy(), float(spec["value_range"][1]))  # the values the model takes
+        problem = input_problem(images, spec)
+        if problem:
+            raise UserError(problem)
+        probs.append(np.asarray(keras_model.predict_on_batch(images)))
         labels.append(y.numpy())
     ev = evaluate_predictions(np.concatenate(probs), np.concatenate(labels), list(data.class_names))
     run_id = _log_evaluation(ev, cfg, uri, info.run_id, split)
     return ev, run_id
+
+
+def _input_of(keras_model) -> dict:
+    """The input of a model logged without ``input`` metadata: its Keras input, 0-255 pixels."""
+    from experiments.preprocessing import Preprocessing, input_metadata
+
+    raw_shape = tuple(keras_model.input_shape[1:])
+    return input_metadata(Preprocessing(raw_shape, raw_shape[:2], None, None))
 
 
 def _log_evaluation(ev: Evaluation, cfg, uri: str, source_run: str | None, split: str) -> str | None:

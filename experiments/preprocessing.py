@@ -2,14 +2,16 @@
 
 Data sources give raw pixels (0-255, as float32 batches); the trained model rescales and
 normalises them itself with Keras preprocessing layers whose statistics (the training
-split's per-channel mean and variance) are weights. The shipped model adds a resize from the
-source's native size and uses standard Keras layers only, so it loads with plain Keras (or
-``mlflow.pyfunc``) in a process that has never imported this project. Augmentation stays in
-the input pipeline: it never enters a saved model.
+split's per-channel mean and variance) are weights. The shipped model takes the source's own
+values instead (digits: 0-16, as scikit-learn gives them; other sources: 0-255 pixels), adds
+a resize from the source's native size and uses standard Keras layers only, so it loads with
+plain Keras (or ``mlflow.pyfunc``) in a process that has never imported this project.
+Augmentation stays in the input pipeline: it never enters a saved model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,33 +24,96 @@ class Preprocessing:
 
     ``raw_shape``: what the source gives (``None`` height/width: images of any size);
     ``image_size``: the network's input size; ``mean``/``std``: per channel, in [0, 1] units
-    (None with ``data.normalize=false``)."""
+    (None with ``data.normalize=false``); ``value_max``: the top of the source's own value
+    range (0-``value_max``), what the shipped model takes (the pipelines give 0-255 whatever
+    it is); ``values``: what those values are, for messages."""
 
     raw_shape: tuple[int | None, int | None, int]
     image_size: tuple[int, int]
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
+    value_max: float = 255.0
+    values: str = "pixels"
 
     @property
     def resizes(self) -> bool:
         return tuple(self.raw_shape[:2]) != tuple(self.image_size)
 
+    def source_values(self, pixels: np.ndarray) -> np.ndarray:
+        """The pipeline's 0-255 images as the source's own values (what the shipped model takes)."""
+        return from_pixels(pixels, self.value_max)
+
     def to_dict(self) -> dict[str, Any]:
-        """What is logged with a run and stored in the model's metadata."""
+        """What is logged with a run and stored in the model's metadata (``value_range`` and
+        ``rescale``: the shipped model's input and its first layer)."""
         return {
             "raw_shape": list(self.raw_shape),
             "image_size": list(self.image_size),
-            "rescale": "1/255",
+            "value_range": [0, _number(self.value_max)],
+            "rescale": f"1/{_number(self.value_max)}",
             "mean": None if self.mean is None else [float(v) for v in self.mean],
             "std": None if self.std is None else [float(v) for v in self.std],
         }
 
 
-def _rescale_and_normalize(x, prep: Preprocessing):
+def from_pixels(pixels: np.ndarray, value_max: float) -> np.ndarray:
+    """0-255 images (a pipeline's) as values 0-``value_max`` (float32; unchanged for 255)."""
+    if value_max == 255.0:
+        return np.asarray(pixels)
+    # (x * max) / 255 in float64: digits' multiples of 255/16 come back as exact integers.
+    return (np.asarray(pixels, "float64") * value_max / 255.0).astype("float32")
+
+
+def _number(v: float) -> int | float:
+    return int(v) if float(v).is_integer() else float(v)
+
+
+# -- what the shipped model takes, stated and checked --------------------------------------
+def input_metadata(prep: Preprocessing) -> dict[str, Any]:
+    """The shipped model's input, for its metadata: ``shape`` (``None``: any size), ``dtype``,
+    ``value_range`` and ``expected``, one line saying all of it (:func:`input_problem` uses it)."""
+    return {
+        "shape": [None, *prep.raw_shape],
+        "dtype": "uint8 or any float (cast to float32 inside)",
+        "value_range": [0, _number(prep.value_max)],
+        "expected": _expected(prep.raw_shape, prep.value_max, prep.values),
+    }
+
+
+def _expected(raw_shape, value_max: float, values: str) -> str:
+    (h, w), c = (("h", "w")[i] if d is None else d for i, d in enumerate(raw_shape[:2])), raw_shape[2]
+    shapes = f"(n, {h}, {w}) or (n, {h}, {w}, 1)" if c == 1 else f"(n, {h}, {w}, {c})"
+    return f"{shapes}, uint8 or float, values 0-{_number(value_max)} ({values})"
+
+
+def input_problem(x, spec: Mapping[str, Any]) -> str | None:
+    """One line saying why ``x`` is not what the model of ``spec`` (:func:`input_metadata`)
+    takes (its shape, dtype or value range), or None when it is."""
+    shape = tuple(None if d is None else int(d) for d in spec["shape"][1:])
+    dims = tuple(int(d) for d in x.shape)
+    expected = f"expected {spec['expected']}"
+    channel_less = shape[-1] == 1 and len(dims) == len(shape)  # (n, h, w): Keras adds the channel
+    wanted = shape[:-1] if channel_less else shape
+    if len(dims) != len(wanted) + 1 or any(want is not None and want != got for want, got in zip(wanted, dims[1:])):
+        return f"input: received shape {dims}; {expected}"
+    dtype = np.dtype(getattr(x.dtype, "as_numpy_dtype", x.dtype))
+    if dtype.kind not in "uif":
+        return f"input: received dtype {dtype}; {expected}"
+    if not dims[0] or not int(np.prod(dims)):
+        return None
+    values = np.asarray(x)
+    low, high = float(np.min(values)), float(np.max(values))
+    top = float(spec["value_range"][1])
+    if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-6 or high > top * (1 + 1e-6):
+        return f"input: received values {low:g} to {high:g}; {expected}"
+    return None
+
+
+def _rescale_and_normalize(x, prep: Preprocessing, value_max: float = 255.0):
     from keras import layers
 
     # float32 whatever the precision policy: these are the statistics' units.
-    x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(x)
+    x = layers.Rescaling(1.0 / value_max, dtype="float32", name="rescale")(x)
     if prep.mean is None:
         return x
     norm = layers.Normalization(axis=-1, dtype="float32", name="normalize")
@@ -77,9 +142,10 @@ def network_of(model):
 
 
 def serving_model(trained, prep: Preprocessing):
-    """The model to ship: raw images of the source's native size in (uint8 or 0-255 floats),
-    class probabilities out; resize, rescale and normalisation inside; standard Keras layers
-    only. Its outputs equal ``trained``'s on images of the network's input size."""
+    """The model to ship: images as the source gives them in (its native size and its own
+    values, 0-``prep.value_max``; uint8 or any float), class probabilities out; resize,
+    rescale and normalisation inside; standard Keras layers only. Its outputs on the source's
+    values equal ``trained``'s on the pipeline's (0-255, the network's input size)."""
     import keras
     from keras import layers
 
@@ -94,5 +160,5 @@ def serving_model(trained, prep: Preprocessing):
     # training=False is fixed in the graph: a shipped model never updates its batch-norm
     # statistics, however it is called (behind Keras's Resizing layer, a direct call
     # ``model(x)`` otherwise runs the layers after it in training mode: Keras 3.15).
-    outputs = network(_rescale_and_normalize(x, prep), training=False)
+    outputs = network(_rescale_and_normalize(x, prep, prep.value_max), training=False)
     return keras.Model(inputs, outputs, name="resnet_blocks_model")

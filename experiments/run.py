@@ -267,15 +267,16 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
 
 
 def log_serving_model(tracker, trained, data, register_as: str | None = None) -> str | None:
-    """Log ``trained`` as the MLflow Model users take away: raw images in, its preprocessing
-    and the training statistics inside, standard Keras layers only (see
-    :mod:`experiments.preprocessing`). Returns its URI (None without tracking)."""
-    from experiments.preprocessing import serving_model
+    """Log ``trained`` as the MLflow Model users take away: images as the source gives them
+    in (its own values: digits 0-16, pixels 0-255; uint8 or any float), its preprocessing and
+    the training statistics inside, standard Keras layers only (see
+    :mod:`experiments.preprocessing`). Its metadata states that input (``input``: shape, dtype,
+    value range, one line saying them). Returns its URI (None without tracking)."""
+    from experiments.preprocessing import input_metadata, serving_model
 
-    metadata = {"class_names": list(data.class_names), "preprocessing": data.preprocessing.to_dict()}
-    return tracker.log_model(
-        serving_model(trained, data.preprocessing), data.example, metadata=metadata, registered_name=register_as
-    )
+    prep = data.preprocessing
+    metadata = {"class_names": list(data.class_names), "preprocessing": prep.to_dict(), "input": input_metadata(prep)}
+    return tracker.log_model(serving_model(trained, prep), data.example, metadata=metadata, registered_name=register_as)
 
 
 def _log_built_model(tracker, model, cost, *, summary: bool) -> None:

@@ -456,18 +456,25 @@ class RunTracker:
         self, model, example_input, *, metadata: Mapping[str, Any], registered_name: str | None = None
     ) -> str:
         """Log ``model`` (a serving model of standard Keras layers) as an MLflow Model named
-        ``model``: keras flavour (``.keras`` file) and pyfunc, with its signature and input
-        example (raw uint8 images); register it as a new version of ``registered_name`` if
-        given. Returns the model's URI (``runs:/<run id>/model``), or, when the store is lost,
-        the local folder it was saved to instead (``mlflow.pyfunc.load_model`` takes either)."""
+        ``model``: keras flavour (``.keras`` file) and pyfunc, with its output signature and
+        input example (images as the source gives them; ``metadata`` states the input); register
+        it as a new version of ``registered_name`` if given. Returns the model's URI
+        (``runs:/<run id>/model``), or, when the store is lost, the local folder it was saved to
+        instead (``mlflow.pyfunc.load_model`` takes either)."""
         import mlflow
         import mlflow.keras
-        from mlflow.models import infer_signature
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
 
         # A direct call, not predict(): predict traces one more function, and TensorFlow keeps
         # memory for every traced function for the life of the process.
         example = keras.ops.convert_to_numpy(example_input)
-        signature = infer_signature(example, keras.ops.convert_to_numpy(model(example, training=False)))
+        probs = keras.ops.convert_to_numpy(model(example, training=False))
+        # Outputs only: MLflow 3.17's pyfunc checks a tensor input schema for the exact dtype
+        # and rank (float32 refuses float64 and uint8; (n, 8, 8, 1) refuses (n, 8, 8)), with an
+        # error that prints the whole array. Without one, Keras casts any numeric dtype, adds a
+        # missing channel axis and names the expected shape in one line on a wrong one.
+        signature = ModelSignature(outputs=Schema([TensorSpec(probs.dtype, (-1, *probs.shape[1:]))]))
         # Pinned requirements given, not inferred: inferring them loads the model again in a
         # fresh interpreter that imports TensorFlow (seconds per run).
         requirements = [f"{pkg}=={version(pkg)}" for pkg in ("keras", "tensorflow", "mlflow") if _installed(pkg)]
@@ -495,17 +502,30 @@ class RunTracker:
 class _KerasFlavour:
     """``mlflow.keras`` for :meth:`mlflow.models.Model.log`, with the model directory made
     before the flavour writes the input example into it: MLflow 3.17's ``mlflow.keras.save_model``
-    writes the example first and fails (FileNotFoundError) when given one.
-    ``tests/experiments/test_model_logging.py`` fails once MLflow no longer needs this."""
+    writes the example first and fails (FileNotFoundError) when given one. A signature without
+    inputs (which that function refuses: it reads their tensor specs) is set on the MLmodel it
+    writes. ``tests/experiments/test_model_logging.py`` fails once MLflow no longer needs this."""
 
     __name__ = "mlflow.keras"
 
     @staticmethod
-    def save_model(path, validate_serving_input=None, **kwargs):  # (that one is for Model.log)
+    def save_model(path, validate_serving_input=None, signature=None, mlflow_model=None, **kwargs):
         import mlflow.keras
+        from mlflow.models import Model
 
         os.makedirs(path, exist_ok=True)
-        return mlflow.keras.save_model(path=path, **kwargs)
+        if signature is None or signature.inputs is not None:
+            return mlflow.keras.save_model(path=path, signature=signature, mlflow_model=mlflow_model, **kwargs)
+        mlflow_model = mlflow_model if mlflow_model is not None else Model()
+        mlflow_model.signature = signature
+        # (it warns that the model has no signature: it has one, without inputs)
+        save_log = logging.getLogger("mlflow.keras.save")
+        level = save_log.level
+        save_log.setLevel(logging.ERROR)
+        try:
+            return mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+        finally:
+            save_log.setLevel(level)
 
 
 def _installed(pkg: str) -> bool:

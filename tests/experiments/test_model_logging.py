@@ -42,13 +42,15 @@ print("project modules:", sorted(m for m in sys.modules if m.split(".")[0] in ("
 
 
 def _train_and_log(cfg):
-    """Train ``cfg``, log its serving model; return (run id, raw val images, val predictions)."""
+    """Train ``cfg``, log its serving model; return (run id, val images as the source gives
+    them, val predictions)."""
     plan = plan_run(cfg, build=False)
     data = seeded_data(cfg)
     result = train(cfg, plan.spec, data)
     pixels = np.concatenate([x.numpy() for x, _ in data.val])
-    raw = pixels.astype("uint8")
-    assert np.array_equal(raw, pixels)  # the pipeline's images are the source's pixels, unscaled
+    raw = data.preprocessing.source_values(pixels)
+    assert np.array_equal(raw, np.round(raw))  # the source's own values (digits: 0-16), exactly
+    raw = raw.astype("uint8")
     expected = result.model.predict(data.val, verbose=0)  # what validation saw
     tracker = RunTracker(cfg.tracking.tracking_uri, cfg.tracking.experiment_name)
     with tracker.open(run_name="serving") as tr:
@@ -70,10 +72,13 @@ def test_logged_models_predict_raw_images_like_validation_without_the_project(
             "data.normalize=true", "data.augment=true",
         ),
     }  # fmt: skip
+    # Given as users have them: digits as load_digits() (float64, 0-16, no channel axis),
+    # folder images as 0-255 floats, CIFAR-shaped ones as uint8 pixels.
+    given = {"digits": lambda x: x[..., 0].astype("float64"), "image_folder": lambda x: x.astype("float32")}
     jobs, expected = [], {}
     for name, cfg in cases.items():
         run_id, raw, probs = _train_and_log(cfg)
-        np.save(tmp_path / f"{name}.x.npy", raw)
+        np.save(tmp_path / f"{name}.x.npy", given.get(name, lambda x: x)(raw))
         jobs.append((run_id, str(tmp_path / f"{name}.x.npy"), str(tmp_path / f"{name}.out.npy")))
         expected[name] = probs
     out = subprocess.run(
@@ -93,7 +98,8 @@ def test_logged_models_predict_raw_images_like_validation_without_the_project(
     assert version.run_id == jobs[0][0]
     model = mlflow.pyfunc.load_model("models:/digits-resnet/1")
     assert model.metadata.metadata["class_names"] == [str(i) for i in range(10)]
-    assert model.metadata.get_input_schema().inputs[0].shape == (-1, 8, 8, 1)
+    assert model.metadata.metadata["input"]["shape"] == [None, 8, 8, 1]
+    assert model.metadata.metadata["input"]["value_range"] == [0, 16]
 
 
 def test_serving_model_resizes_native_images_as_the_pipeline_does(make_cfg):
@@ -104,14 +110,14 @@ def test_serving_model_resizes_native_images_as_the_pipeline_does(make_cfg):
     data = seeded_data(cfg)
     result = train(cfg, plan_run(cfg, build=False).spec, data)
     assert data.preprocessing.raw_shape == (8, 8, 1) and data.preprocessing.image_size == (16, 16)
-    raw = data.example
-    assert raw.dtype == np.uint8 and raw.shape[1:] == (8, 8, 1)
+    raw = data.example  # the source's own values: 0-16
+    assert raw.shape[1:] == (8, 8, 1) and raw.max() <= 16 and np.array_equal(raw, np.round(raw))
     served = serving_model(result.model, data.preprocessing)
     assert not [layer for layer in served.layers if type(layer).__name__.startswith("Random")]
-    resized = tf.image.resize(tf.cast(raw, tf.float32), (16, 16))  # the pipeline's resize
+    resized = tf.image.resize(tf.constant(raw * (255 / 16), tf.float32), (16, 16))  # the pipeline's 0-255, resized
     np.testing.assert_allclose(np.asarray(served(raw)), np.asarray(result.model(resized)), atol=1e-5)
-    # uint8 and 0-255 floats alike.
-    np.testing.assert_allclose(np.asarray(served(raw.astype("float32"))), np.asarray(served(raw)), atol=1e-6)
+    # uint8 and floats alike.
+    np.testing.assert_allclose(np.asarray(served(raw.astype("uint8"))), np.asarray(served(raw)), atol=1e-6)
 
 
 def test_statistics_are_weights_of_the_model(make_cfg):
