@@ -1,20 +1,21 @@
-"""From a search to a shipped model, against the default ResNet-20, on held-out CIFAR-10 images.
+"""From a search to a shipped model, and its verdict against the default ResNet-20, on held-out CIFAR-10 images.
 
 On the CIFAR-10 training images in ``../shared/data`` (an image-folder archive), a fixed part
 is held out as the test split (``data.test_split``, never seen by the sweep, the finalized
 runs' training or their selection); ``--samples`` of the rest are the sweep's data (train +
 validation). Then, each step in its own process with shared Optuna and MLflow stores:
 
-1. a sweep of the shared benchmark space (``benchmarks/conf/sweep/bench_keras_tuner.yaml``: per-stage
-   depths, widths, stride schedule, block) with a fixed epoch budget and a MACs constraint
-   (``--max-macs``: what the shipped model may cost);
-2. ``python -m experiments.sweep.finalize`` of its top-k trials x seeds at the final budget;
-3. ``cifar_resnet20`` x the same seeds at the same final budget, same data and trainer.
+1. the shipped ``blocks`` sweep (``conf/sweep/blocks.yaml``) at its own budget, with a MACs
+   constraint (``--max-macs``: what the shipped model may cost; ResNet-20: 40.6 M); its first
+   trial is its baseline, the run config's own ``cifar_resnet20``;
+2. ``python -m experiments.sweep.finalize`` of its top-k trials x seeds at the final budget,
+   which retrains the baseline with the same seeds and ends with the verdict.
 
-Prints the commands, wall times and test accuracy mean ± std of the winner, of every
-finalized architecture and of the baseline; ``--json`` writes them.
+Prints the commands, wall times, the finalized ranking (val and test accuracy, mean ± sd over
+seeds) and finalize's verdict (winner − baseline, paired by seed, 95% intervals, cost
+ratios); ``--json`` writes them.
 
-    python benchmarks/ship_model.py --samples 10000 --epoch-budget 40 --final-epochs 10
+    python benchmarks/ship_model.py --samples 10000 --final-epochs 10 --top-k 3 --seeds 3
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def main() -> None:
     p.add_argument("--data", default=str(DEFAULT_DATA))
     p.add_argument("--samples", type=int, default=10000, help="sweep images (train + validation)")
     p.add_argument("--test-split", type=float, default=0.1, help="held out of all images as the test split")
-    p.add_argument("--epochs-per-trial", type=int, default=4)
-    p.add_argument("--epoch-budget", type=int, default=40, help="the sweep's budget in epochs")
+    p.add_argument("--sweep", default="blocks", help="a shipped sweep (conf/sweep/<name>.yaml)")
+    p.add_argument("--sweep-overrides", nargs="*", default=[], help="more overrides of the sweep (default: none)")
     p.add_argument("--final-epochs", type=int, default=10)
-    p.add_argument("--max-macs", type=int, default=100_000_000, help="the sweep's constraint (ResNet-20: 41 M)")
+    p.add_argument("--max-macs", type=int, default=41_000_000, help="the sweep's constraint (ResNet-20: 40.6 M)")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/resnet_blocks"))
@@ -82,24 +83,19 @@ def run(args, work: Path) -> dict:
     data = [
         "data=image_folder", f"data.path={args.data}", "data.subdir=train", f"data.cache_dir={args.cache_dir}",
         f"data.test_split={args.test_split}", f"data.max_samples={args.samples}",
+        "data.augment=false", "data.validation_split=0.2",
     ]  # fmt: skip
     common = [f"tracking.tracking_uri={tracking}", "trainer.verbose=0"]
     py = [sys.executable, "-m"]
+    study = args.sweep
     sweep = [
-        *py, "experiments.run", "+sweep=bench_keras_tuner", f"hydra.searchpath=[file://{REPO / 'benchmarks' / 'conf'}]",
-        "hydra.sweeper.study_name=ship", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={work / 'multirun'}",
-        f"hydra.sweeper.epoch_budget={args.epoch_budget}", f"hydra.sweeper.constraints.max_macs={args.max_macs}",
-        f"trainer.epochs={args.epochs_per_trial}", *data, *common,
+        *py, "experiments.run", f"+sweep={args.sweep}", f"hydra.sweeper.storage={storage}",
+        f"hydra.sweep.dir={work / 'multirun'}", f"hydra.sweeper.constraints.max_macs={args.max_macs}",
+        "trainer.batch_size=128", *data, *common, *args.sweep_overrides,
     ]  # fmt: skip
     final = [
-        *py, "experiments.sweep.finalize", "--study", "ship", "--storage", storage, "--top-k", str(args.top_k),
+        *py, "experiments.sweep.finalize", "--study", study, "--storage", storage, "--top-k", str(args.top_k),
         "--seeds", str(args.seeds), f"trainer.epochs={args.final_epochs}", *common,
-    ]  # fmt: skip
-    # The baseline gets the trainer settings the sweep's trials (and so the finalized runs) use.
-    baseline = [
-        *py, "experiments.run", "model=cifar_resnet20", *data, "data.augment=false", "data.validation_split=0.2",
-        "trainer.batch_size=128", "trainer.learning_rate=0.05", f"trainer.epochs={args.final_epochs}", *common,
-        f"hydra.run.dir={work / 'outputs'}",
     ]  # fmt: skip
     out: dict = {"args": vars(args), "commands": {}, "wall_s": {}}
     for name, cmd in [("sweep", sweep), ("finalize", final)]:
@@ -107,59 +103,64 @@ def run(args, work: Path) -> dict:
         out["commands"][name] = shlex.join(cmd[1:])
         out["wall_s"][name] = run_checked(cmd, work, name)
         print(f"  {out['wall_s'][name]:.0f} s", flush=True)
-    out["wall_s"]["baseline"] = 0.0
-    for i in range(args.seeds):
-        cmd = [*baseline, f"trainer.seed={i}", f"tracking.run_name=baseline cifar_resnet20 seed {i}"]
-        print(f"baseline seed {i}: {shlex.join(cmd[1:])}", flush=True)
-        out["commands"][f"baseline_{i}"] = shlex.join(cmd[1:])
-        out["wall_s"]["baseline"] += run_checked(cmd, work, f"baseline seed {i}")
-    print(f"  {out['wall_s']['baseline']:.0f} s", flush=True)
 
     import optuna
 
-    study = optuna.load_study(study_name="ship", storage=storage)
+    s = optuna.load_study(study_name=study, storage=storage)
+    trials = s.trials
     out["sweep"] = {
-        "trials": len(study.trials),
-        "pruned": sum(t.state.name == "PRUNED" for t in study.trials),
-        "epochs": sum(len(t.intermediate_values) for t in study.trials),
-        "best_trial": study.best_trial.number,
-        "best_val_accuracy": study.best_value,
+        "trials": len(trials),
+        "pruned": sum(t.state.name == "PRUNED" and "rejected" not in t.user_attrs for t in trials),
+        "rejected": sum("rejected" in t.user_attrs for t in trials),
+        "reused": sum("duplicate_of" in t.user_attrs for t in trials),
+        "epochs": sum(len(t.intermediate_values) for t in trials if "duplicate_of" not in t.user_attrs),
+        "best_trial": s.best_trial.number,
+        "best_val_accuracy": s.best_value,
     }
-    finals = _runs(tracking, role="finalize")
-    by_trial: dict[str, list] = {}
-    for r in finals:
-        by_trial.setdefault(r.data.tags["finalize.trial"], []).append(r)
     (parent,) = _runs(tracking, role="parent")
-    winner = parent.data.tags["finalize.winner_trial"]
     out["finalized"] = []
+    by_trial: dict[str, list] = {}
+    for r in _runs(tracking, role="finalize"):
+        by_trial.setdefault(r.data.tags["finalize.trial"], []).append(r)
+    winner = parent.data.tags["finalize.winner_trial"]
     for trial, rs in by_trial.items():
-        val = _mean_sd([r.data.metrics["val/accuracy"] for r in rs])
-        test = _mean_sd([r.data.metrics["test/accuracy"] for r in rs])
         out["finalized"].append(
-            {"trial": int(trial), "arch": rs[0].data.tags["model.arch"], "params": rs[0].data.metrics["model/trainable_params"],
-             "val": val, "test": test, "winner": trial == winner, "seeds": len(rs)}
+            {"trial": int(trial), "arch": rs[0].data.tags["model.arch"], "baseline": rs[0].data.tags.get("finalize.baseline"),
+             "params": rs[0].data.metrics["model/trainable_params"], "macs": rs[0].data.metrics.get("model/macs"),
+             "val": _mean_sd([r.data.metrics["best/val/accuracy"] for r in rs]),
+             "test": _mean_sd([r.data.metrics["test/accuracy"] for r in rs]), "shipped": trial == winner, "seeds": len(rs)}
         )  # fmt: skip
     out["finalized"].sort(key=lambda f: -f["val"][0])
-    base = _runs(tracking, name_prefix="baseline cifar_resnet20")
-    out["baseline"] = {
-        "arch": base[0].data.tags["model.arch"],
-        "params": base[0].data.metrics["model/trainable_params"],
-        "val": _mean_sd([r.data.metrics["val/accuracy"] for r in base]),
-        "test": _mean_sd([r.data.metrics["test/accuracy"] for r in base]),
-        "seeds": len(base),
-    }
-    out["num_test"] = int(base[0].data.metrics["data/num_test"])
-    s = out["sweep"]
+    out["verdict"] = _verdict(tracking, parent.info.run_id)
+    out["num_test"] = int(next(iter(by_trial.values()))[0].data.metrics["data/num_test"])
+    sw = out["sweep"]
     print()
-    print(f"sweep: {s['trials']} trials ({s['pruned']} pruned), {s['epochs']} epochs, best t{s['best_trial']:02d} "
-          f"val {s['best_val_accuracy']:.4f}; final budget {args.final_epochs} epochs; test: {out['num_test']} held-out images")  # fmt: skip
-    print(f"{'':<2}{'architecture':<30} {'params':>9} {'val acc':>15} {'test acc':>15}")
-    for f in [*out["finalized"], {**out["baseline"], "winner": False, "trial": None}]:
-        label = f"t{f['trial']:02d} {f['arch']}" if f["trial"] is not None else f"baseline {f['arch']}"
-        print(f"{'*' if f['winner'] else ' '} {label[:30]:<30} {int(f['params']):>9,} "
+    print(f"sweep: {sw['trials']} trials ({sw['pruned']} pruned, {sw['rejected']} rejected by a constraint, "
+          f"{sw['reused']} repeats answered from the study), {sw['epochs']} epochs trained, best t{sw['best_trial']:02d} "
+          f"val {sw['best_val_accuracy']:.4f}")  # fmt: skip
+    print(f"final budget {args.final_epochs} epochs x {args.seeds} seeds; test: {out['num_test']} held-out images")
+    print(f"{'':<2}{'trial / architecture':<36} {'params':>9} {'MACs':>11} {'val acc':>15} {'test acc':>15}")
+    for f in out["finalized"]:
+        label = f"t{f['trial']:02d} " if f["trial"] >= 0 else "-- "
+        label += ("baseline " if f["baseline"] else "") + f["arch"]
+        macs = f"{int(f['macs']):,}" if f["macs"] else "n/a"
+        print(f"{'*' if f['shipped'] else ' '} {label[:36]:<36} {int(f['params']):>9,} {macs:>11} "
               f"{f['val'][0]:>7.4f}±{f['val'][1]:.4f} {f['test'][0]:>7.4f}±{f['test'][1]:.4f}")  # fmt: skip
+    print(out["verdict"].get("line", "verdict: none"))
     print("wall: " + ", ".join(f"{k} {v:.0f} s" for k, v in out["wall_s"].items()))
     return out
+
+
+def _verdict(tracking_uri: str, parent_run_id: str) -> dict:
+    """finalize's verdict as it logged it: finalize/verdict.json and the parent's tag."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(parent_run_id, "finalize/verdict.json", tmp)
+        verdict = json.loads(Path(path).read_text())
+    verdict["line"] = client.get_run(parent_run_id).data.tags.get("finalize.verdict", "")
+    return verdict
 
 
 if __name__ == "__main__":

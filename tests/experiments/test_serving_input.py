@@ -57,18 +57,20 @@ def test_input_problems_are_one_line_naming_the_expected_input(spec, x, problem)
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    """One tiny digits run with its logged model: (tracking URI, run)."""
+    """One tiny digits run with its logged model: (tracking URI, run, its objective, overrides)."""
     from mlflow.tracking import MlflowClient
 
     from experiments.run import run_task
 
     uri = f"sqlite:///{tmp_path_factory.mktemp('serving') / 'mlflow.db'}"
+    # A high learning rate for a few epochs: validation accuracy goes down as well as up.
+    overrides = [*FAST, "trainer.epochs=5", "trainer.learning_rate=0.4", f"tracking.tracking_uri={uri}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[*FAST, f"tracking.tracking_uri={uri}"])
-    run_task(cfg)
+        cfg = compose("config", overrides=overrides)
+    objective = run_task(cfg)
     (run,) = runs_of(MlflowClient(uri))
     mlflow.set_tracking_uri(uri)
-    return uri, run
+    return uri, run, objective, overrides
 
 
 def _digits_test_split():
@@ -80,7 +82,7 @@ def _digits_test_split():
 
 @pytest.mark.slow
 def test_pyfunc_takes_load_digits_values_in_any_dtype_like_the_keras_flavour(digits_run):
-    _, run = digits_run
+    _, run, _, _ = digits_run
     uri = f"runs:/{run.info.run_id}/model"
     images, labels = _digits_test_split()
     assert images.dtype == np.float64 and images.shape == (270, 8, 8) and images.max() == 16
@@ -104,7 +106,7 @@ def test_pyfunc_takes_load_digits_values_in_any_dtype_like_the_keras_flavour(dig
 
 @pytest.mark.slow
 def test_a_wrong_shape_is_one_line_naming_the_expected_input(digits_run, capsys):
-    tracking_uri, run = digits_run
+    tracking_uri, run, _, _ = digits_run
     with pytest.raises(SystemExit) as exit_:
         evaluate.main([run.info.run_id, "data=synthetic", "data.image_size=[32,32]", "data.num_classes=10",
                        "data.num_samples=40", "data.test_split=0.25", f"tracking.tracking_uri={tracking_uri}"])  # fmt: skip
@@ -118,3 +120,63 @@ def test_a_wrong_shape_is_one_line_naming_the_expected_input(digits_run, capsys)
         mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(np.zeros((5, 32, 32, 3), "float32"))
     message = str(raised.value)
     assert len(message.splitlines()) == 1 and "expected shape=(None, 8, 8, 1), found shape=(5, 32, 32, 3)" in message
+
+
+# In a fresh interpreter: the run's validation images (the project's own split), fed to the
+# logged model as the source gives them; prints the accuracy.
+FRESH_VAL = """
+import json, sys
+import mlflow.pyfunc, numpy as np
+from hydra import compose, initialize_config_dir
+from experiments.config import register_configs
+from experiments.data import load_data
+register_configs()
+conf, uri, overrides = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+with initialize_config_dir(config_dir=conf, version_base="1.3"):
+    cfg = compose("config", overrides=overrides)
+data = load_data(cfg.data, batch_size=256, with_test=False)
+batches = list(data.val)
+x = np.concatenate([b[0].numpy() for b in batches])
+y = np.concatenate([b[1].numpy() for b in batches])
+probs = mlflow.pyfunc.load_model(uri).predict(data.preprocessing.source_values(x))
+print(json.dumps({"accuracy": float((probs.argmax(1) == y).mean()), "n": len(y)}))
+"""
+
+
+@pytest.mark.slow
+def test_the_logged_models_validation_accuracy_is_the_reported_objective(digits_run, tmp_path):
+    """One number per quantity: what the run returns to a sweep, what MLflow shows as
+    best/val/accuracy and what the logged model scores on the validation split are the same."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    from tests.experiments.conftest import REPO
+
+    tracking_uri, run, objective, overrides = digits_run
+    proc = subprocess.run(
+        [sys.executable, "-c", FRESH_VAL, str(CONF), f"runs:/{run.info.run_id}/model", json.dumps(overrides)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": tracking_uri},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+    reported = run.data.metrics["best/val/accuracy"]
+    assert objective == pytest.approx(reported, abs=1e-6)
+    assert fresh["accuracy"] == pytest.approx(reported, abs=1e-4)
+    # The model kept is the best epoch's, and says which: its epoch's val/accuracy is the best.
+    client = MlflowClient(tracking_uri)
+    history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val/accuracy")}
+    assert sorted(history) == [1, 2, 3, 4, 5]
+    epoch = int(run.data.metrics["model/epoch"])
+    assert history[epoch] == pytest.approx(reported, abs=1e-6) == max(history.values())
+    # best/val/accuracy is a running best, one value per epoch: its chart never goes down.
+    best = [m for m in client.get_metric_history(run.info.run_id, "best/val/accuracy")]
+    steps = [m.step for m in sorted(best, key=lambda m: (m.step, m.timestamp))]
+    values = [m.value for m in sorted(best, key=lambda m: (m.step, m.timestamp))]
+    assert steps == [1, 2, 3, 4, 5], steps
+    assert values == sorted(values) and values[-1] == pytest.approx(reported, abs=1e-6)
+    assert values == pytest.approx([max(history[s] for s in range(1, k + 1)) for k in steps], abs=1e-6)
