@@ -84,6 +84,10 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
     assert len(study.trials) == 15
     assert sorted(t.number for t in study.trials) == list(range(15))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    # The baseline, enqueued once when the study was set up, is the first trial; no worker
+    # enqueued it again.
+    labels = {t.number: t.user_attrs["baseline"] for t in study.trials if "baseline" in t.user_attrs}
+    assert labels == {0: "default"}
     # Every worker did some of the work.
     assert all("COMPLETE" in out or "PRUNED" in out for out in outputs)
     parents, children = runs(mlflow_server, experiment)

@@ -148,3 +148,57 @@ def test_evaluate_reports_the_test_split_and_rejects_other_classes(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "['0', '1'" in err and "['cat', 'dog', 'owl']" in err
+
+
+@pytest.mark.slow
+def test_finalize_retrains_the_studys_baseline_with_the_same_seeds_and_writes_the_verdict(
+    tmp_path, tracking_uri, mlflow_client, capsys
+):
+    import json
+
+    from experiments.sweep.baselines import BASELINE_ATTR, BASELINE_OVERRIDES_ATTR
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="b", storage=storage, direction="maximize")
+    study.set_user_attr("objectives", ["val/accuracy"])
+    lr = FloatDistribution(0.001, 1.0, log=True)
+    for value, rate, label in [(0.85, 0.05, "default"), (0.95, 0.1, None), (0.80, 0.02, None)]:
+        attrs = {"overrides": ["+sweep=quick", "trainer.epochs=2", *TINY, f"trainer.learning_rate={rate}"],
+                 "arch": "regular d1-1-1 w8 s122"}  # fmt: skip
+        if label:
+            attrs |= {BASELINE_ATTR: label, BASELINE_OVERRIDES_ATTR: []}
+        study.add_trial(create_trial(value=value, params={"trainer.learning_rate": rate},
+                                     distributions={"trainer.learning_rate": lr}, user_attrs=attrs))  # fmt: skip
+    code = finalize.main(["--study", "b", "--storage", storage, "--top-k", "1", "--seeds", "2", "trainer.epochs=2",
+                          f"tracking.tracking_uri={tracking_uri}"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    runs = runs_of(mlflow_client)
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    every = [r for r in runs if r.data.tags.get("sweep.role") == "finalize"]
+    baseline = {r.data.tags["finalize.seed"]: r for r in every if r.data.tags.get("finalize.baseline") == "default"}
+    winner = {r.data.tags["finalize.seed"]: r for r in every if "finalize.baseline" not in r.data.tags}
+    # The study's own baseline trial (t00), not a derived one; the winner's seeds and budget.
+    assert sorted(baseline) == sorted(winner) == ["0", "1"] and len(every) == 4
+    assert {r.data.tags["finalize.trial"] for r in baseline.values()} == {"0"}
+    assert {r.data.tags["finalize.trial"] for r in winner.values()} == {"1"}
+    for r in every:
+        assert r.data.params["trainer.epochs"] == "2"
+    assert {r.data.params["trainer.learning_rate"] for r in baseline.values()} == {"0.05"}
+    # The verdict: winner − baseline paired by seed, on what selection used and on the test split.
+    with open(mlflow_client.download_artifacts(parent.info.run_id, "finalize/verdict.json", str(tmp_path))) as f:
+        verdict = json.load(f)
+    val = [winner[s].data.metrics["best/val/accuracy"] - baseline[s].data.metrics["best/val/accuracy"] for s in "01"]
+    test = [winner[s].data.metrics["test/accuracy"] - baseline[s].data.metrics["test/accuracy"] for s in "01"]
+    assert verdict["seeds"] == 2 and verdict["val_diff_mean"] == pytest.approx(sum(val) / 2)
+    assert verdict["test_diff_mean"] == pytest.approx(sum(test) / 2) and verdict["val_diff_ci95"] is not None
+    assert verdict["macs_ratio"] == pytest.approx(1.0) and verdict["baseline"].startswith("t00 baseline ")
+    paid = sum(val) > 0
+    assert verdict["search_paid"] is paid and parent.data.tags["finalize.search_paid"] == str(paid).lower()
+    assert parent.data.tags["finalize.winner_trial"] == ("1" if paid else "0")
+    assert parent.data.metrics["verdict/val_diff_mean"] == pytest.approx(sum(val) / 2)
+    table = open(mlflow_client.download_artifacts(parent.info.run_id, "finalize/verdict.txt", str(tmp_path))).read()
+    assert "val accuracy, winner − baseline" in table and table.rstrip().endswith(parent.data.tags["finalize.verdict"])
+    line = next(ln for ln in out.splitlines() if ln.startswith("verdict: "))
+    assert line == parent.data.tags["finalize.verdict"]
+    assert ("shipped the winner" if paid else "shipped the baseline") in line
