@@ -59,6 +59,9 @@ def main() -> None:
     p.add_argument("--test-split", type=float, default=0.1, help="held out of all images as the test split")
     p.add_argument("--sweep", default="blocks", help="a shipped sweep (conf/sweep/<name>.yaml)")
     p.add_argument("--sweep-overrides", nargs="*", default=[], help="more overrides of the sweep (default: none)")
+    p.add_argument(
+        "--skip-sweep", action="store_true", help="finalize the study already in --workdir (a sweep stopped early)"
+    )
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--max-macs", type=int, default=41_000_000, help="the sweep's constraint (ResNet-20: 40.6 M)")
     p.add_argument("--top-k", type=int, default=3)
@@ -67,6 +70,8 @@ def main() -> None:
     p.add_argument("--workdir", help="keep the stores here (default: a temporary folder)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
+    if args.skip_sweep and not args.workdir:
+        raise SystemExit("--skip-sweep: needs --workdir, the folder of the study to finalize")
     if not Path(args.data).exists():
         raise SystemExit(f"--data: {args.data} not found (an image folder or .tar.gz of one)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +103,8 @@ def run(args, work: Path) -> dict:
         "--seeds", str(args.seeds), f"trainer.epochs={args.final_epochs}", *common,
     ]  # fmt: skip
     out: dict = {"args": vars(args), "commands": {}, "wall_s": {}}
-    for name, cmd in [("sweep", sweep), ("finalize", final)]:
+    steps = [("finalize", final)] if args.skip_sweep else [("sweep", sweep), ("finalize", final)]
+    for name, cmd in steps:
         print(f"{name}: {shlex.join(cmd[1:])}", flush=True)
         out["commands"][name] = shlex.join(cmd[1:])
         out["wall_s"][name] = run_checked(cmd, work, name)

@@ -1,27 +1,9 @@
-"""Hydra entry points (run, describe), data sources, training, tracking and the sweeper."""
+"""Hydra entry points (run, describe), data sources, training, tracking and the sweeper.
 
-import os
+Importing the package imports neither TensorFlow nor Keras: commands that only compose,
+validate or print a config stay fast; training imports them when it starts (muted:
+:mod:`experiments.quiet_tensorflow`)."""
 
+from experiments import quiet_tensorflow as _quiet_tensorflow
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (CUDA probing, CPU features) muted.
-
-    TF 2.21 logs those lines before its log level is read, so the level alone cannot hide
-    them; stderr is muted only for the import. Import errors still raise normally.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get("RESNET_BLOCKS_VERBOSE_TF"):
-        import tensorflow  # noqa: F401
-
-        return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-_import_tensorflow_quietly()
+_quiet_tensorflow.install()

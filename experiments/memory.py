@@ -36,7 +36,8 @@ def gpu_free_gb() -> float | None:
     import shutil
     import subprocess
 
-    if not _visible_gpus() or shutil.which("nvidia-smi") is None:
+    # nvidia-smi first: without it (no NVIDIA driver) TensorFlow need not be imported to know.
+    if shutil.which("nvidia-smi") is None or not _visible_gpus():
         return None
     try:
         out = subprocess.run(

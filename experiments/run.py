@@ -13,7 +13,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -23,9 +23,12 @@ from experiments.config import model_spec
 from experiments.data import data_signature, load_data, validate_data_config
 from experiments.memory import check_training_memory
 from experiments.metrics import COST_OBJECTIVES, EPOCH_METRICS
-from experiments.train import BuiltModel, build_model, measure_latency_ms, train, validate_trainer_config
-from resnet_blocks import ModelCost, ResNetSpec, SpecError, build_resnet, model_cost
+from experiments.trainer_config import validate_trainer_config
+from resnet_blocks import ModelCost, ResNetSpec, SpecError, model_cost
 from resnet_blocks.spec_cost import spec_cost
+
+if TYPE_CHECKING:
+    from experiments.train import BuiltModel
 
 log = logging.getLogger("experiments.run")
 
@@ -86,6 +89,8 @@ def build_model_for_config(spec: ResNetSpec):
     Some mistakes only the blocks can see (a zero-pad shortcut asked to reduce channels, a
     block argument out of range); they surface here, before any training.
     """
+    from resnet_blocks import build_resnet
+
     with _named_as_config_fields():
         return build_resnet(spec)
 
@@ -93,6 +98,8 @@ def build_model_for_config(spec: ResNetSpec):
 def build_for_training(cfg: DictConfig, spec: ResNetSpec) -> BuiltModel:
     """The model as training builds it (seeded, precision, strategy), errors named as in
     :func:`build_model_for_config`."""
+    from experiments.train import build_model
+
     with _named_as_config_fields():
         return build_model(cfg, spec)
 
@@ -118,13 +125,13 @@ def dry_build(spec: ResNetSpec, *, build: bool = True) -> ModelCost | None:
     model is built once without training, or with ``build=False`` None is returned (a sweep's
     job builds it). ``channels_first`` is built too, when ``build``: the build checks that this
     device runs it. Built costs are remembered per spec for this process."""
-    import keras
-
     if spec.data_format == "channels_last" or not build:
         with _named_as_config_fields():
             counted = spec_cost(spec)
         if counted is not None or not build:
             return counted
+    import keras
+
     key = repr(spec)
     if key not in _DRY_BUILDS:
         try:
@@ -188,9 +195,11 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
     h = hooks or RunHooks()
     callbacks, parent_run_id, run_name, tags = h.callbacks, h.parent_run_id, h.run_name, h.tags
     on_tracker, ended_ok, slot, vet = h.on_tracker, h.ended_ok, h.slot, h.vet
-    plan = plan_run(cfg, build=vet is None)
+    plan = plan_run(cfg, build=vet is None)  # refusals come before TensorFlow is imported
     built = vet(plan) if vet is not None else None
     tracker = _tracker(cfg, h.store_checked)
+    from experiments.train import measure_latency_ms, train
+
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
     all_tags = {"data.source": cfg.data.source, "model.arch": label, **dict(cfg.tracking.tags), **(tags or {})}
@@ -323,7 +332,22 @@ def task(cfg: DictConfig) -> Any:
 
 # (experiments.sweep.ticket.TRIAL_FUNCTION_ATTR; named, not imported: the sweep imports this module)
 task.sweep_trial_function = "experiments.sweep.job:run_trial"
-main = hydra.main(config_path="../conf", config_name="config", version_base="1.3")(task)
+_hydra_main = hydra.main(config_path="../conf", config_name="config", version_base="1.3")(task)
+
+
+@user_errors
+def _check_command_line() -> None:
+    import sys
+
+    from experiments.config_check import check_command_line
+
+    check_command_line(sys.argv[1:])
+
+
+def main() -> None:
+    """``python -m experiments.run``: configuration errors in one line (exit 2), then Hydra."""
+    _check_command_line()
+    _hydra_main()
 
 
 if __name__ == "__main__":

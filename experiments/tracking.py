@@ -21,11 +21,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import keras
-
 from experiments.cli import RunFailure
 from experiments.locks import sqlite_setup_lock
-from experiments.metrics import EPOCH_METRICS, best, keras_logs_to_metrics
 from experiments.signals import interruption_reason
 
 log = logging.getLogger(__name__)
@@ -380,7 +377,9 @@ class RunTracker:
                 log.warning("MLflow run %s: some per-epoch metrics were not logged: %s", self.run_id, err)
 
     # -- logging helpers (only valid inside ``open``) -------------------------------------
-    def epoch_callback(self) -> keras.callbacks.Callback:
+    def epoch_callback(self):
+        from experiments.epoch_logger import MlflowEpochLogger  # (a Keras callback: Keras on use)
+
         return MlflowEpochLogger(self)
 
     def log_config(self, container: Mapping[str, Any], yaml_text: str) -> None:
@@ -461,6 +460,7 @@ class RunTracker:
         it as a new version of ``registered_name`` if given. Returns the model's URI
         (``runs:/<run id>/model``), or, when the store is lost, the local folder it was saved to
         instead (``mlflow.pyfunc.load_model`` takes either)."""
+        import keras
         import mlflow
         import mlflow.keras
         from mlflow.models import ModelSignature
@@ -587,37 +587,6 @@ class _BackgroundMetrics:
         self._writer.close()
 
 
-class MlflowEpochLogger(keras.callbacks.Callback):
-    """Logs each epoch's metrics (``train/loss``, ``val/accuracy``, ``lr``) with step = epoch."""
-
-    def __init__(self, tracker):
-        super().__init__()
-        self.tracker = tracker
-        self.timing = None  # set by experiments.train: the EpochTiming callback, which runs first
-        self._best: dict[str, float] = {}
-
-    def on_train_begin(self, logs=None):
-        # Logged now, not with the final metrics, so a pruned or failed trial has them too.
-        # (A sweep job set up ahead waited ``slot_wait_s`` for a training slot; the metric's
-        # timestamp is when its training began.)
-        phases = self.timing.phases if self.timing is not None else {}
-        metrics = {f"perf/{k}": phases[k] for k in ("build_compile_s", "slot_wait_s") if k in phases}
-        if metrics:
-            self.tracker.log_metrics(metrics, background=True)
-
-    def on_epoch_end(self, epoch, logs=None):
-        metrics = keras_logs_to_metrics(logs or {}, self.model)
-        # Best so far, every epoch: a pruned or interrupted run sorts by it like a finished one.
-        for key in EPOCH_METRICS:
-            if key in metrics:
-                self._best[key] = best([self._best.get(key, float("nan")), metrics[key]], key)
-        metrics.update({f"best/{k}": v for k, v in self._best.items()})
-        if self.timing is not None and self.timing.train_s:
-            metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
-            metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]
-        self.tracker.log_metrics(metrics, step=epoch + 1, background=True)
-
-
 class NullTracker:
     """Stands in for :class:`RunTracker` when tracking is disabled (benchmarks)."""
 
@@ -628,6 +597,8 @@ class NullTracker:
         yield self
 
     def epoch_callback(self):
+        import keras
+
         return keras.callbacks.Callback()
 
     def __getattr__(self, name):  # every log_* / set_* call is a no-op

@@ -8,13 +8,10 @@
 
 from resnet_blocks import blocks as _blocks  # noqa: F401  (registers the shipped blocks)
 from resnet_blocks import shortcuts as _shortcuts  # noqa: F401  (registers the shipped shortcuts)
-from resnet_blocks.builder import build_resnet
+from resnet_blocks.context import BuildContext
 from resnet_blocks.cost import ModelCost, StageCost, format_cost_table, model_cost
 from resnet_blocks.errors import RegistryError, SpecError
-from resnet_blocks.layers import BuildContext, FusedBatchNormalization, SubsampleChannelPad
-from resnet_blocks.optimizers import FusedSGD
 from resnet_blocks.plugins import ENTRY_POINT_GROUP, load_plugins
-from resnet_blocks.portable import standard_layers_copy
 from resnet_blocks.registry import (
     available_blocks,
     available_shortcuts,
@@ -54,3 +51,27 @@ __all__ = [
     "standard_layers_copy",
 ]
 __version__ = "0.1.0"
+
+# Names whose modules import Keras: loaded on first use, so that importing the package (to
+# register blocks, validate a spec or count its cost) initialises no Keras backend.
+_KERAS = {
+    "build_resnet": "resnet_blocks.builder",
+    "FusedBatchNormalization": "resnet_blocks.layers",
+    "SubsampleChannelPad": "resnet_blocks.layers",
+    "FusedSGD": "resnet_blocks.optimizers",
+    "standard_layers_copy": "resnet_blocks.portable",
+}
+
+
+def __getattr__(name: str):
+    if name in _KERAS:
+        import importlib
+
+        value = getattr(importlib.import_module(_KERAS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'resnet_blocks' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_KERAS])

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from resnet_blocks.context import BuildContext
 from resnet_blocks.errors import SpecError
-from resnet_blocks.layers import BuildContext
 from resnet_blocks.registry import register_block
 
 ConvPlan = Sequence[tuple[int, int, int]]  # (kernel_size, filters, stride) per conv

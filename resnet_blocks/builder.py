@@ -7,8 +7,8 @@ import functools
 import keras
 from keras import layers
 
+from resnet_blocks.context import BuildContext
 from resnet_blocks.errors import SpecError
-from resnet_blocks.layers import BuildContext
 from resnet_blocks.registry import get_block
 from resnet_blocks.spec import ResNetSpec
 

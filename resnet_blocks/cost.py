@@ -10,8 +10,6 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 
-import keras
-
 _GROUP = re.compile(r"^(stem|stage\d+|head)")
 
 
@@ -43,8 +41,10 @@ def _count(weights) -> int:
     return int(sum(math.prod(w.shape) for w in weights))
 
 
-def layer_macs(layer: keras.layers.Layer) -> int:
-    """MACs of one layer at batch size 1 (0 for layers that are not conv or dense)."""
+def layer_macs(layer) -> int:
+    """MACs of one Keras layer at batch size 1 (0 for layers that are not conv or dense)."""
+    import keras
+
     if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D):
         out = layer.output.shape
         kh, kw, cin_per_group, cout = layer.kernel.shape
@@ -62,7 +62,7 @@ def layer_macs(layer: keras.layers.Layer) -> int:
     return 0
 
 
-def model_cost(model: keras.Model) -> ModelCost:
+def model_cost(model) -> ModelCost:
     """Totals plus one row per group of layers (``stem``, ``stage1``..., ``head``)."""
     groups: dict[str, dict] = {}
     for layer in model.layers:
@@ -84,6 +84,8 @@ def model_cost(model: keras.Model) -> ModelCost:
 
 
 def _output_elements(layer) -> int:
+    import keras
+
     if isinstance(layer, keras.layers.InputLayer):
         return 0
     try:

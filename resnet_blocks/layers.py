@@ -1,12 +1,11 @@
-"""Shared building pieces: the build context every block uses, and our one custom layer.
+"""Our custom Keras layers: the zero-pad shortcut's channel pad and the fused batch norm.
 
-Everything blocks have in common (fixed padding, conv/BN arguments, naming, shortcut choice)
-lives here so block bodies stay short and cannot drift apart.
+Importing this module imports Keras (and TensorFlow on its backend); the build context
+blocks use is :mod:`resnet_blocks.context`, which imports Keras only when it builds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -17,8 +16,7 @@ if keras.backend.backend() == "tensorflow":
 else:  # FusedBatchNormalization is Keras's BatchNormalization there
     tf = None
 
-from resnet_blocks.errors import SpecError
-from resnet_blocks.registry import get_shortcut
+from resnet_blocks.context import BuildContext  # noqa: F401  (where it used to live)
 
 
 @keras.saving.register_keras_serializable(package="resnet_blocks")
@@ -115,93 +113,3 @@ class FusedBatchNormalization(layers.BatchNormalization):
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(outputs, self.compute_dtype)
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What every block and shortcut needs besides its own arguments.
-
-    Blocks call these helpers instead of creating Keras layers with their own arguments, so
-    padding, batch-norm settings, data format and layer names are the same everywhere.
-    """
-
-    data_format: str = "channels_last"
-    shortcut_name: str = "projection"
-    bn_momentum: float = 0.9
-    bn_epsilon: float = 1e-5
-    kernel_initializer: str = "he_normal"
-    subsample_shortcut: bool = False  # stride_position='last': a stride-only change subsamples
-    fused_norm: bool = True  # FusedBatchNormalization instead of Keras's BatchNormalization
-
-    @property
-    def channel_axis(self) -> int:
-        return -1 if self.data_format == "channels_last" else 1
-
-    def channels(self, x) -> int:
-        return int(x.shape[self.channel_axis])
-
-    def conv(self, x, filters: int, kernel_size: int, stride: int = 1, *, name: str):
-        """Bias-free conv. Strided convs pad a fixed ``(k-1)//2`` on each side first.
-
-        Fixed symmetric padding makes the output ``ceil(size / stride)`` for odd and even
-        inputs alike ("same" padding would pad asymmetrically, depending on the input size).
-        """
-        if stride > 1 and kernel_size > 1:
-            pad = (kernel_size - 1) // 2
-            x = layers.ZeroPadding2D(
-                ((pad, kernel_size - 1 - pad), (pad, kernel_size - 1 - pad)),
-                data_format=self.data_format,
-                name=f"{name}_pad",
-            )(x)
-            padding = "valid"
-        else:
-            padding = "same" if kernel_size > 1 else "valid"
-        return layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=stride,
-            padding=padding,
-            use_bias=False,
-            kernel_initializer=self.kernel_initializer,
-            data_format=self.data_format,
-            name=name,
-        )(x)
-
-    def norm(self, x, *, name: str):
-        norm_layer = FusedBatchNormalization if self.fused_norm else layers.BatchNormalization
-        return norm_layer(axis=self.channel_axis, momentum=self.bn_momentum, epsilon=self.bn_epsilon, name=name)(x)
-
-    def relu(self, x, *, name: str):
-        return layers.Activation("relu", name=name)(x)
-
-    def add(self, tensors, *, name: str):
-        return layers.Add(name=name)(list(tensors))
-
-    def avg_pool(self, x, stride: int, *, name: str):
-        """``stride`` x ``stride`` average pooling; "same" padding gives ``ceil(size / stride)``,
-        the size of the strided residual branch."""
-        pool = layers.AveragePooling2D(stride, strides=stride, padding="same", data_format=self.data_format, name=name)
-        return pool(x)
-
-    def subsample_pad(self, x, stride: int, extra: int, *, name: str):
-        """Every ``stride``-th pixel, then ``extra`` zero channels (:class:`SubsampleChannelPad`)."""
-        return SubsampleChannelPad(stride, extra, self.data_format, name=name)(x)
-
-    def shortcut(self, x, filters: int, stride: int, *, name: str, norm: bool):
-        """Identity when the shape is unchanged, else the configured shortcut."""
-        if stride == 1 and self.channels(x) == filters:
-            return x
-        if self.subsample_shortcut and self.channels(x) == filters:
-            return layers.MaxPooling2D(1, strides=stride, data_format=self.data_format, name=f"{name}_subsample")(x)
-        entry = get_shortcut(self.shortcut_name)
-        return entry.fn(x, filters=filters, stride=stride, name=name, ctx=self, norm=norm)
-
-    def shape_change_error(self, x, filters: int, stride: int, *, cannot: str = "change shape") -> SpecError:
-        """The error a shortcut raises for a shape change it cannot make."""
-        return SpecError(
-            "shortcut",
-            self.shortcut_name,
-            f"a shortcut that can {cannot.replace('cannot ', '')}: '{self.shortcut_name}' cannot {cannot}, but a "
-            f"block goes from {self.channels(x)} to {filters} channels with stride {stride} "
-            "(projection and avg_down handle any change)",
-        )

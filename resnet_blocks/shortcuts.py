@@ -4,7 +4,7 @@ helpers, so the same functions count them from a spec (``cost=True``)."""
 
 from __future__ import annotations
 
-from resnet_blocks.layers import BuildContext
+from resnet_blocks.context import BuildContext
 from resnet_blocks.registry import register_shortcut
 
 

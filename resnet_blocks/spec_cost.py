@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from resnet_blocks.context import BuildContext
 from resnet_blocks.cost import ModelCost, StageCost
-from resnet_blocks.layers import BuildContext
 from resnet_blocks.registry import get_block, get_shortcut
 from resnet_blocks.spec import ResNetSpec
 

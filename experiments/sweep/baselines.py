@@ -84,7 +84,10 @@ def _encoded(p: Param, value: Any) -> Any:
 
 
 def resolve(
-    baselines: Sequence[Baseline], compose: Callable[[list[str]], DictConfig], fixed: list[str], params: list[Param],
+    baselines: Sequence[Baseline],
+    compose: Callable[[list[str]], DictConfig],
+    fixed: list[str],
+    params: list[Param],
     presets: Sequence[str] = (),
 ) -> list[tuple[Baseline, dict[str, Any]]]:
     """Each baseline with its values of the searched keys (as Optuna params), composed as a
@@ -130,7 +133,9 @@ def widen(params: list[Param], resolved: list[tuple[Baseline, dict[str, Any]]]) 
                     continue
                 if d.step is not None and not _on_step(d, value):
                     raise SpecError(
-                        f"hydra.sweeper.params.{key}", value, f"a baseline value on the space's step {d.step} ({b.label})"
+                        f"hydra.sweeper.params.{key}",
+                        value,
+                        f"a baseline value on the space's step {d.step} ({b.label})",
                     )
                 low, high = min(d.low, value), max(d.high, value)
                 d = type(d)(low, high, log=d.log, step=d.step) if d.step is not None else type(d)(low, high, log=d.log)
@@ -159,9 +164,7 @@ def enqueue(study, resolved: list[tuple[Baseline, dict[str, Any]]], lock) -> lis
         for b, values in resolved:
             if b.label in held:
                 continue
-            study.enqueue_trial(
-                values, user_attrs={BASELINE_ATTR: b.label, BASELINE_OVERRIDES_ATTR: list(b.overrides)}
-            )
+            study.enqueue_trial(values, user_attrs={BASELINE_ATTR: b.label, BASELINE_OVERRIDES_ATTR: list(b.overrides)})
             added.append(b.label)
     return added
 

@@ -8,12 +8,10 @@ study each sample with their own seed, so they do not propose the same configura
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import logging
 from collections.abc import Callable, Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
@@ -46,26 +44,6 @@ def check_searched_keys(compose: Callable[[list[str]], DictConfig], params: Sequ
             raise SpecError(
                 "hydra.sweeper.params", p.key, f"keys of the run config{near}; composing it: {_first_line(err)}"
             ) from None
-
-
-def check_added_keys(base: DictConfig, fixed: list[str]) -> None:
-    """``+group.key=value`` may add keys to open dicts (``model.block_args``, ``tracking.tags``)
-    and new top-level nodes, never to a typed group, where it can only be a misspelling."""
-    for override in OverridesParser.create().parse_overrides(fixed):
-        key = override.get_key_element()
-        if not key.startswith("+") or key.startswith("++") or "." not in key:
-            continue
-        path = key[1:]
-        parent_path, _, name = path.rpartition(".")
-        parent = OmegaConf.select(base, parent_path, default=None)
-        if not isinstance(parent, DictConfig) or not dataclasses.is_dataclass(OmegaConf.get_type(parent)):
-            continue
-        fields = [f.name for f in dataclasses.fields(OmegaConf.get_type(parent))]
-        if name in fields:
-            continue
-        near = difflib.get_close_matches(name, fields, n=3)
-        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' for n in near)}?)" if near else ""
-        raise SpecError(key, name, f"a key of {parent_path}, which is typed: {', '.join(fields)}{hint}")
 
 
 def worker_seed(study, seed: int | None, lock) -> tuple[int | None, int]:

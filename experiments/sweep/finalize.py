@@ -150,10 +150,10 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
     import keras
 
     from experiments.run import RunHooks, run_task
-    from experiments.train import measure_latency_ms
     from experiments.signals import interruption_reason
     from experiments.sweep.study import PARENT_RUN_ATTR, load_study_or_error
     from experiments.tracking import StudyRuns, check_tracking_uri
+    from experiments.train import measure_latency_ms
 
     study = load_study_or_error(args.study, args.storage)
     candidates, configs = plan(study, args)

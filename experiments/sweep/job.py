@@ -215,8 +215,14 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
     multi = len(study.directions) > 1
     writer = OrderedWriter("optuna-writes")  # this trial's reports and attributes
     callbacks = (
-        OptunaPruning(trial, t.monitor, report=not multi, writer=writer, trained_before=services.trained_before,
-                      prune=t.baseline is None),
+        OptunaPruning(
+            trial,
+            t.monitor,
+            report=not multi,
+            writer=writer,
+            trained_before=services.trained_before,
+            prune=t.baseline is None,
+        ),
         EpochLine(t.number, cfg.trainer.epochs, t.monitor),
     )
     name = f"t{t.number:02d} {named(arch_label(cfg.model), t.baseline)}"

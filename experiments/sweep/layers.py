@@ -62,7 +62,9 @@ class ResNetLayer:
             trial.set_user_attr(st.VET_KEY_ATTR, vet_key)
             trial.set_user_attr(st.CONFIG_KEY_ATTR, config_key)
             measured = cfg.trainer.max_memory_gb is None
-            if recorder.reuse_rejection(trial, values, vet_key, named(arch, trial_label(trial)), measured_limit=measured):
+            if recorder.reuse_rejection(
+                trial, values, vet_key, named(arch, trial_label(trial)), measured_limit=measured
+            ):
                 return None
             if c.reuse_duplicates and recorder.reuse_duplicate(trial, values, overrides, key=config_key):
                 return None

@@ -33,7 +33,9 @@ class Progress:
 
     def __init__(self, n_trials: int, objectives: list[str], directions: list[str], *, counts_rejected: bool = True):
         self.n_trials, self.objectives, self.directions = n_trials, objectives, directions
-        self.counts_rejected = counts_rejected  # whether a rejected trial counts as done (experiments.sweep.study.counted)
+        self.counts_rejected = (
+            counts_rejected  # whether a rejected trial counts as done (experiments.sweep.study.counted)
+        )
         self.console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
         self.done = 0
         self._started, self._done_at_start = time.monotonic(), 0

@@ -71,7 +71,9 @@ class MlflowBook:
         run_id = told.user_attrs.get(st.MLFLOW_RUN_ATTR)
         if run_id:
             fail = {"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}
-            versus = {"sweep.vs_baseline": told.user_attrs[VS_BASELINE_ATTR]} if VS_BASELINE_ATTR in told.user_attrs else {}
+            versus = (
+                {"sweep.vs_baseline": told.user_attrs[VS_BASELINE_ATTR]} if VS_BASELINE_ATTR in told.user_attrs else {}
+            )
             self.runs.set_tags(run_id, {"sweep.state": state.name, **fail, **versus})
 
     def reconcile(self, study) -> None:

@@ -30,10 +30,9 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
     ``compose(overrides)`` composes run configs: with it, each best entry's ``command``
     retrains the trial with the base config's full budget (:mod:`experiments.sweep.retrain`).
     """
+    from experiments.sweep.baselines import best_baseline, differences, named, trial_label
     from experiments.sweep.retrain import retrain_command, retrain_overrides
     from experiments.sweep.study import ARCH_ATTR, OVERRIDES_ATTR
-
-    from experiments.sweep.baselines import best_baseline, differences, named, trial_label
 
     trials = study.get_trials(deepcopy=False)
     num_val, se_of, noise, warn = _noise(study, objectives, trials)
@@ -48,7 +47,9 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
                 "number": t.number,
                 "state": t.state.name,
                 "values": list(t.values) if t.values else None,
-                "arch": named(t.user_attrs.get(ARCH_ATTR) or "-", trial_label(t)) if trial_label(t) else t.user_attrs.get(ARCH_ATTR),
+                "arch": named(t.user_attrs.get(ARCH_ATTR) or "-", trial_label(t))
+                if trial_label(t)
+                else t.user_attrs.get(ARCH_ATTR),
                 "baseline": trial_label(t),
                 **versus.get(t.number, _NO_VERSUS),
                 "params": t.user_attrs.get("params"),
@@ -89,8 +90,9 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
         "se_of": se_of,
         "warnings": warn,
         "best": best,
-        "baseline": None if base is None else {"number": base.number, "label": trial_label(base),
-                                               "values": list(base.values)},
+        "baseline": None
+        if base is None
+        else {"number": base.number, "label": trial_label(base), "values": list(base.values)},
         "trials": rows,
     }
 

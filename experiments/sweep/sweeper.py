@@ -19,13 +19,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import UserError, user_errors
+from experiments.config_check import check_added_keys
 from experiments.locks import sqlite_setup_lock
 from experiments.metrics import EPOCH_METRICS, direction
 from experiments.signals import interruption_reason
 from experiments.sweep import baselines, gc_policy
 from experiments.sweep import study as st
 from experiments.sweep.checks import (
-    check_added_keys,
     check_searched_keys,
     check_settings,
     warn_if_sqlite_shared,
@@ -89,7 +89,10 @@ class SweeperImpl:
         check_added_keys(base, fixed)
         check_searched_keys(self._compose, params, fixed)
         self.baselines = baselines.resolve(
-            baselines.parse_baselines(_container(c.baselines), resnet=self.resnet), self._compose, fixed, params,
+            baselines.parse_baselines(_container(c.baselines), resnet=self.resnet),
+            self._compose,
+            fixed,
+            params,
             presets=model_presets(),
         )
         params[:] = baselines.widen(params, self.baselines)
@@ -123,7 +126,7 @@ class SweeperImpl:
         """experiments.run's settings, checked once for the whole sweep; returns the metric
         each trial reports for pruning."""
         from experiments.data import validate_data_config
-        from experiments.train import validate_trainer_config
+        from experiments.trainer_config import validate_trainer_config
 
         validate_data_config(base.data)
         validate_trainer_config(base.trainer)

@@ -82,8 +82,20 @@ def trial_function(task_function) -> Callable | None:
     ref = getattr(task_function, TRIAL_FUNCTION_ATTR, None)
     if isinstance(ref, str):
         module, name = ref.split(":")
-        return getattr(importlib.import_module(module), name)
+        return LazyFunction(module, name)
     return ref
+
+
+@dataclass(frozen=True)
+class LazyFunction:
+    """``module:name``, imported on the first call: the trial function's module imports Keras,
+    which a sweep refused at start (or a dry run) never needs. Picklable, for worker processes."""
+
+    module: str
+    name: str
+
+    def __call__(self, *args, **kwargs):
+        return getattr(importlib.import_module(self.module), self.name)(*args, **kwargs)
 
 
 def hydra_job(trial_fn: Callable) -> Callable:

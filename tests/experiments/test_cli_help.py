@@ -36,7 +36,7 @@ def test_help_lists_every_preset_and_real_keys(make_cfg):
     assert "python -m experiments.blocks" in text and "--cfg job" in text
 
 
-def test_unknown_preset_lists_the_available_ones():
+def test_unknown_preset_lists_the_available_ones_in_one_line():
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.run", "model=resnet99"],
         cwd=REPO,
@@ -44,7 +44,9 @@ def test_unknown_preset_lists_the_available_ones():
         text=True,
         timeout=120,
     )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and "Could not find 'model/resnet99'" in out
-    listed = out.split("Available options in 'model':")[1].split("Config search path")[0].split()
+    assert proc.returncode == 2 and proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: model: received 'resnet99'; allowed: one of cifar_resnet110, cifar_resnet20")
+    listed = line.split("one of ", 1)[1].split(" (did you mean")[0].split(", ")
     assert {"resnet50", "cifar_resnet20", "wrn"} <= set(listed)
+    assert "(did you mean resnet50" in line

@@ -40,7 +40,7 @@ def no_build(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was built")
 
-    for target in ("experiments.run.build_resnet", "experiments.train.build_resnet", "resnet_blocks.build_resnet"):
+    for target in ("experiments.train.build_resnet", "resnet_blocks.build_resnet", "resnet_blocks.builder.build_resnet"):
         monkeypatch.setattr(target, refuse)
 
 

@@ -1,0 +1,193 @@
+"""Configuration errors in one line, before Hydra prints its own.
+
+Hydra reports a misspelt key, an unknown group option or a wrong type with several lines of
+its own text (and lists of search paths) and exit code 1. Before Hydra runs the app, the
+command line is composed here as Hydra will compose it; an error becomes one line naming the
+key, what was received and what is allowed, with "did you mean" from the keys or options
+next to it, and exit code 2 (:func:`experiments.cli.user_errors`). ``+key`` added to a typed
+group is refused too: it can only be a misspelling. Sweep expressions and ``hydra.*``
+settings are the sweeper's and Hydra's to check; help and custom config paths are left to
+Hydra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from experiments.cli import UserError
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+# Hydra flags that take a value, and flags after which there is nothing to check.
+_VALUED = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun"}
+_LEAVE = {"--help", "-h", "--hydra-help", "--version", "--shell-completion", "-sc",
+          "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}  # fmt: skip
+
+
+def check_command_line(argv: Sequence[str], config_name: str = "config") -> None:
+    """Compose ``argv``'s overrides as Hydra will; raise UserError (one line) on a config error."""
+    overrides = _overrides(argv)
+    if overrides is None or not overrides:
+        return
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:  # OverrideParseException, or the grammar's own
+        raise UserError(_grammar_error(overrides, err)) from None
+    # The run config's own keys and groups; sweep expressions go to the sweeper, which checks
+    # them against the config composed here.
+    kept = [o.input_line for o in parsed if not o.is_sweep_override() and not _is_hydra(o.get_key_element())]
+    cfg = _compose(kept, config_name)
+    check_added_keys(cfg, kept)
+
+
+def _overrides(argv: Sequence[str]) -> list[str] | None:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in _LEAVE or arg.split("=", 1)[0] in _LEAVE:
+            return None
+        if arg in _VALUED:
+            skip = True
+            continue
+        if arg.startswith("-"):  # --multirun, --run, --resolve, ...
+            continue
+        out.append(arg)
+    return out
+
+
+def _is_hydra(key: str) -> bool:
+    key = key.lstrip("+~")
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+
+
+def _compose(overrides: list[str], config_name: str):
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    import experiments.config  # noqa: F401 - registers the schemas
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except MissingConfigException as err:
+        raise UserError(_missing_option(err, overrides)) from None
+    except ConfigCompositionException as err:
+        raise UserError(_composition_error(err, overrides, config_name)) from None
+
+
+def _missing_option(err, overrides: list[str]) -> str:
+    """``model=resnet51``: the group, the option received, the group's options, the nearest."""
+    m = re.search(r"Could not find '([^']+)'", str(err))
+    missing = m.group(1) if m else (err.missing_cfg_file or "")
+    group, _, option = missing.rpartition("/")
+    options = sorted(err.options or [])
+    if not group or not options:
+        return _first_line(err)
+    near = difflib.get_close_matches(option, options, n=3)
+    hint = f" (did you mean {', '.join(near)}?)" if near else ""
+    return f"{group.replace('/', '.')}: received '{option}'; allowed: one of {', '.join(options)}{hint}"
+
+
+def _composition_error(err, overrides: list[str], config_name: str) -> str:
+    cause = err.__cause__
+    text = str(err)
+    m = re.search(r"Could not override '([^']+)'", text)
+    key = m.group(1) if m else getattr(cause, "full_key", None)
+    if cause is not None and "not in" not in str(cause) and "is not in struct" not in str(cause):
+        # A value of the wrong type: OmegaConf says what it could not convert to.
+        value = _value_of(overrides, key)
+        m = re.search(r"could not be converted to (\w+)", str(cause))
+        allowed = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}.get(
+            m.group(1) if m else "", _first_line(cause)
+        )
+        return f"{key}: received {value}; allowed: {allowed}"
+    if key:
+        return _unknown_key(key, overrides, config_name)
+    return _first_line(err)
+
+
+def _unknown_key(key: str, overrides: list[str], config_name: str) -> str:
+    """``trainer.epoch=3``: the key, the keys next to it and the nearest of them."""
+    parent_path, _, name = key.rpartition(".")
+    others = [o for o in overrides if not o.lstrip("+~").startswith(key + "=")]
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        cfg = _compose_quietly(others, config_name)
+        parent = OmegaConf.select(cfg, parent_path, default=None) if parent_path else cfg
+        keys = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
+    except Exception:  # noqa: BLE001 - the hint is a courtesy: the line stands without it
+        keys = []
+    near = difflib.get_close_matches(name, keys, n=3)
+    where = f"{parent_path}" if parent_path else "the run config"
+    hint = f" (did you mean {', '.join(f'{parent_path}.{n}' if parent_path else n for n in near)}?)" if near else ""
+    plus = f"; +{key}=... adds a key only where the config is open (model.block_args, tracking.tags)"
+    return f"{key}: no such key in {where}{hint}{plus if not near else ''}"
+
+
+def _compose_quietly(overrides: list[str], config_name: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+def _value_of(overrides: list[str], key: str | None) -> str:
+    for o in overrides:
+        k, _, v = o.lstrip("+~").partition("=")
+        if k == key:
+            return repr(v) if not v.replace(".", "").replace("-", "").isdigit() else v
+    return "?"
+
+
+def _grammar_error(overrides: list[str], err) -> str:
+    """A malformed override (``'model.depth=choice('``): the override, then Hydra's reason."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for o in overrides:
+        try:
+            parser.parse_override(o)
+        except HydraException as one:
+            key = o.split("=", 1)[0].lstrip("+~")
+            return f"{key}: cannot parse the override {o!r}: {_first_line(one)}"
+    return _first_line(err)
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def check_added_keys(base, fixed: list[str]) -> None:
+    """``+group.key=value`` may add keys to open dicts (``model.block_args``, ``tracking.tags``)
+    and new top-level nodes, never to a typed group, where it can only be a misspelling."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import DictConfig, OmegaConf
+
+    from resnet_blocks import SpecError
+
+    for override in OverridesParser.create().parse_overrides(fixed):
+        key = override.get_key_element()
+        if not key.startswith("+") or key.startswith("++") or "." not in key:
+            continue
+        path = key[1:]
+        parent_path, _, name = path.rpartition(".")
+        parent = OmegaConf.select(base, parent_path, default=None)
+        if not isinstance(parent, DictConfig) or not dataclasses.is_dataclass(OmegaConf.get_type(parent)):
+            continue
+        fields = [f.name for f in dataclasses.fields(OmegaConf.get_type(parent))]
+        if name in fields:
+            continue
+        near = difflib.get_close_matches(name, fields, n=3)
+        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' for n in near)}?)" if near else ""
+        raise SpecError(key, name, f"a key of {parent_path}, which is typed: {', '.join(fields)}{hint}")
