@@ -127,6 +127,8 @@ def run(args, work: Path) -> dict:
     out["finalized"] = []
     by_trial: dict[str, list] = {}
     for r in _runs(tracking, role="finalize"):
+        if r.info.status != "FINISHED":  # (a finalize stopped before this one)
+            continue
         by_trial.setdefault(r.data.tags["finalize.trial"], []).append(r)
     winner = parent.data.tags["finalize.winner_trial"]
     for trial, rs in by_trial.items():
