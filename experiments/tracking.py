@@ -122,7 +122,7 @@ def get_or_create_experiment(name: str) -> str:
         return exp.experiment_id
     try:
         return mlflow.create_experiment(name, tags=EXPERIMENT_KIND)
-    except Exception:  # noqa: BLE001 - created concurrently by another worker
+    except Exception:
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:
             raise
@@ -371,7 +371,7 @@ class RunTracker:
         if background is not None:
             try:
                 background.close()
-            except Exception as err:  # noqa: BLE001 - the run already fails for another reason
+            except Exception as err:
                 if not quiet:
                     raise
                 log.warning("MLflow run %s: some per-epoch metrics were not logged: %s", self.run_id, err)

@@ -206,7 +206,7 @@ class FiniteLossGuard(keras.callbacks.Callback):
             return
         try:
             checks.close()
-        except Exception as err:  # noqa: BLE001 - quiet: training already stops for another reason
+        except Exception as err:
             if not quiet:
                 raise
             log.warning("weights check: %s", err)

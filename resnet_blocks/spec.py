@@ -224,23 +224,20 @@ class ResNetSpec:
     # -- construction from flat lists (the config form) ----------------------------------
     @classmethod
     def from_lists(
-        cls,
-        *,
-        block: str,
-        depths: Sequence[int],
-        widths: Sequence[int],
-        strides: Sequence[int],
-        stage_blocks: Sequence[str] | None = None,
-        stem: str = "cifar",
-        stem_width: int = 16,
-        field_prefix: str = "",
-        **kwargs: Any,
+        cls, *, block: str, depths: Sequence[int], widths: Sequence[int], strides: Sequence[int], **options: Any
     ) -> ResNetSpec:
         """Build a spec from per-stage lists, as configs and sweeps write it.
 
-        Errors name the list entries (``depths[1]``), prefixed with ``field_prefix`` (for
-        example ``"model."``).
+        ``options``: ``stage_blocks`` (one block name per stage instead of ``block``), ``stem``
+        (``"cifar"``), ``stem_width`` (16), ``field_prefix`` (``""``: errors name the list
+        entries, ``depths[1]``, prefixed with it, for example ``"model."``), and any other
+        :class:`ResNetSpec` field (``num_classes``, ``input_shape``, ``shortcut``, ...).
         """
+        stage_blocks: Sequence[str] | None = options.pop("stage_blocks", None)
+        stem: str = options.pop("stem", "cifar")
+        stem_width: int = options.pop("stem_width", 16)
+        field_prefix: str = options.pop("field_prefix", "")
+        kwargs = options
         p = field_prefix
         for key, values in (("depths", depths), ("widths", widths), ("strides", strides)):
             if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:

@@ -4,19 +4,19 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import contextlib  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-from unittest import mock  # noqa: E402
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
 
-import pytest  # noqa: E402
+import pytest
 
 # experiments mutes TensorFlow's import chatter, so it must come before anything importing
 # keras/tensorflow (resnet_blocks does; test modules do after this conftest has run).
-import experiments  # noqa: E402,F401
-from resnet_blocks.blocks import residual_unit  # noqa: E402
-from resnet_blocks.registry import BLOCKS  # noqa: E402
+import experiments  # noqa: F401
+from resnet_blocks.blocks import residual_unit
+from resnet_blocks.registry import BLOCKS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO_ROOT / "conf"

@@ -25,12 +25,14 @@ def test_every_experiments_module_outside_sweeps_is_under_the_contract():
     assert modules - sources == {"experiments.command"}  # the dispatcher runs sweeps by name
 
 
-def test_no_function_in_experiments_takes_more_than_six_parameters():
-    # More state than that travels in a dataclass (SweepRun, RunHooks, TrialTicket, Job).
+def test_no_function_takes_more_than_six_parameters():
+    # More state than that travels in a dataclass (SweepRun, RunHooks, TrialTicket, Job) or
+    # named options (ResNetSpec.from_lists).
     import ast
 
     too_many = []
-    for path in sorted((REPO / "experiments").rglob("*.py")):
+    paths = [p for package in ("experiments", "resnet_blocks", "hydra_plugins") for p in (REPO / package).rglob("*.py")]
+    for path in sorted(paths):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 a = node.args
@@ -42,3 +44,11 @@ def test_no_function_in_experiments_takes_more_than_six_parameters():
                 if len(names) > 6:
                     too_many.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}({', '.join(names)})")
     assert not too_many, too_many
+
+
+def test_lint_passes():
+    """ruff with the rules the noqa comments name (pyproject.toml), and its formatting."""
+    ruff = Path(sys.executable).with_name("ruff")
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([str(ruff), *args], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

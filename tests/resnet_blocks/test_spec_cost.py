@@ -175,7 +175,9 @@ def test_the_context_offers_the_build_contexts_helpers():
     """A block written with BuildContext's helpers runs on a CostContext: none may be missing."""
     from resnet_blocks.layers import BuildContext
 
-    spec = ResNetSpec.from_lists(block="regular", depths=[1], widths=[4], strides=[1], num_classes=3, input_shape=(8, 8, 1))
+    spec = ResNetSpec.from_lists(
+        block="regular", depths=[1], widths=[4], strides=[1], num_classes=3, input_shape=(8, 8, 1)
+    )
     numerics = {"kernel_initializer", "bn_momentum", "bn_epsilon", "fused_norm"}  # (they change no count)
     helpers = {n for n in vars(BuildContext) if not n.startswith("_")} - numerics
     assert helpers <= set(dir(CostContext(spec))), helpers - set(dir(CostContext(spec)))

@@ -40,7 +40,11 @@ def no_build(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a model was built")
 
-    for target in ("experiments.train.build_resnet", "resnet_blocks.build_resnet", "resnet_blocks.builder.build_resnet"):
+    for target in (
+        "experiments.train.build_resnet",
+        "resnet_blocks.build_resnet",
+        "resnet_blocks.builder.build_resnet",
+    ):
         monkeypatch.setattr(target, refuse)
 
 

@@ -357,7 +357,13 @@ def test_dry_run_prints_architectures_without_training(tmp_path):
 def test_command_line_overrides_replace_the_sweep_configs_space(tmp_path):
     # `blocks` searches model.block over three blocks and model.depths over six lists: a
     # command-line choice replaces the first, a plain value (SMALL's depths) fixes the second.
-    proc = sweep(tmp_path, "hydra.sweeper.baselines=[]", "hydra.sweeper.dry_run=6", "model.block=choice(regular_v1,bottleneck_v1)", name="blocks")
+    proc = sweep(
+        tmp_path,
+        "hydra.sweeper.baselines=[]",
+        "hydra.sweeper.dry_run=6",
+        "model.block=choice(regular_v1,bottleneck_v1)",
+        name="blocks",
+    )
     lines = [ln.split(": ", 1)[1].split() for ln in proc.stdout.splitlines() if re.match(r"^\d+: ", ln)]
     assert len(lines) == 6
     for args in lines:
