@@ -33,9 +33,17 @@ def describe(cfg: DictConfig) -> dict:
     return result
 
 
+def main() -> None:
+    """``python -m experiments.describe``: our help and one-line configuration errors, then Hydra."""
+    from experiments.run import _check_command_line
+
+    if _check_command_line("describe", "describe"):
+        _hydra_main()
+
+
 @hydra.main(config_path="../conf", config_name="describe", version_base="1.3")
 @user_errors
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     quiet_tensorflow()
     from resnet_blocks import ModelCost, StageCost, format_cost_table
 

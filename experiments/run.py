@@ -336,18 +336,26 @@ _hydra_main = hydra.main(config_path="../conf", config_name="config", version_ba
 
 
 @user_errors
-def _check_command_line() -> None:
+def _check_command_line(config_name: str = "config", app: str = "run") -> bool:
+    """Our help, or configuration errors in one line (exit 2), before Hydra; False: help shown."""
     import sys
 
+    from experiments import help as app_help
     from experiments.config_check import check_command_line
 
-    check_command_line(sys.argv[1:])
+    argv = sys.argv[1:]
+    if app_help.wants_help(argv):
+        check_command_line([a for a in argv if a not in ("--help", "-h")], config_name)
+        app_help.print_help(app, argv)
+        return False
+    check_command_line(argv, config_name)
+    return True
 
 
 def main() -> None:
-    """``python -m experiments.run``: configuration errors in one line (exit 2), then Hydra."""
-    _check_command_line()
-    _hydra_main()
+    """``python -m experiments.run``: our help and one-line configuration errors, then Hydra."""
+    if _check_command_line():
+        _hydra_main()
 
 
 if __name__ == "__main__":
