@@ -65,7 +65,11 @@ def _overrides(argv: Sequence[str]) -> list[str] | None:
 
 
 def _is_hydra(key: str) -> bool:
+    """Hydra's own settings, left to Hydra; ``hydra.searchpath`` is kept: it says where
+    configs (a sweep overlay, a user's presets) are found."""
     key = key.lstrip("+~")
+    if key == "hydra.searchpath":
+        return False
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 

@@ -103,28 +103,22 @@ def model_uri_of(model: str) -> str:
 
 
 def _model_info(uri: str, tracking_uri: str):
-    import mlflow
+    from experiments.tracking import model_info
 
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        return mlflow.models.get_model_info(uri)
-    except Exception as err:  # noqa: BLE001 - MLflow raises several kinds for "not there"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"model: cannot load {uri!r} from {tracking_uri}: {first}") from None
+    return model_info(uri, tracking_uri)
 
 
 def _run_data_overrides(run_id: str | None, tracking_uri: str) -> list[str]:
     """The data settings the model's run trained with, as overrides."""
     if not run_id:
         return []
-    import mlflow
     from omegaconf import OmegaConf
 
     from experiments.overrides import format_override
+    from experiments.tracking import run_config_text
 
-    try:
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/config.yaml")
-    except Exception:  # noqa: BLE001 - a run without our config: the user must name the data
+    text = run_config_text(run_id)
+    if text is None:  # a run without our config: the user must name the data
         return []
     data = OmegaConf.to_container(OmegaConf.create(text).get("data") or {}, resolve=False)
     if not data:
@@ -175,9 +169,9 @@ def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> 
             f"data: data.source={cfg.data.source} has no test split here; "
             "give one with data.test_path (image folders) or data.test_split (a held-out fraction)"
         )
-    import mlflow.keras
+    from experiments.tracking import load_keras_model
 
-    keras_model = mlflow.keras.load_model(uri)
+    keras_model = load_keras_model(uri)
     spec = metadata.get("input") or _input_of(keras_model)
     probs, labels = [], []
     for x, y in dataset:

@@ -25,6 +25,16 @@ def test_every_experiments_module_outside_sweeps_is_under_the_contract():
     assert modules - sources == {"experiments.command"}  # the dispatcher runs sweeps by name
 
 
+def test_every_module_but_tracking_is_under_the_mlflow_contract():
+    """A new module must be added to the MLflow contract: only experiments.tracking imports it."""
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    sources = set(next(c for c in conf if c["forbidden_modules"] == ["mlflow"])["source_modules"])
+    top = {f"experiments.{p.stem}" for p in (REPO / "experiments").glob("*.py") if p.stem != "__init__"}
+    assert top - sources == set() and {"experiments.sweep", "resnet_blocks", "hydra_plugins"} <= sources
+    assert not any(s.startswith("experiments.tracking") for s in sources)
+    assert max(len((p.read_text()).splitlines()) for p in (REPO / "experiments" / "tracking").glob("*.py")) <= 300
+
+
 def test_no_function_takes_more_than_six_parameters():
     # More state than that travels in a dataclass (SweepRun, RunHooks, TrialTicket, Job) or
     # named options (ResNetSpec.from_lists).

@@ -249,7 +249,7 @@ def table_rows(ranked: list[Candidate]) -> list[dict]:
 def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, verdict: Verdict | None, args) -> None:
     import csv
 
-    import mlflow
+    from experiments.tracking import register_run_model
 
     rows = table_rows(ranked)
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,13 +278,7 @@ def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, verdi
     if winner.get("model_uri"):
         tags["finalize.model_uri"] = winner["model_uri"]
         if args.register:
-            (logged,) = mlflow.search_logged_models(
-                experiment_ids=[runs.experiment_id],
-                filter_string=f"source_run_id = '{winner['run_id']}'",
-                output_format="list",
-            )
-            version = mlflow.register_model(f"models:/{logged.model_id}", args.register)
-            winner["registered"] = f"models:/{args.register}/{version.version}"
+            winner["registered"] = register_run_model(runs.experiment_id, winner["run_id"], args.register)
             tags["finalize.registered"] = winner["registered"]
     runs.set_tags(parent, tags)
     runs.set_tags(winner["run_id"], {"finalize.winner": "true"})

@@ -193,15 +193,9 @@ def _warm_up(tracking_uri: str | None = None, storage_url: str | None = None, da
     try:
         _warm_keras()
         if tracking_uri:
-            import mlflow
-            from mlflow.tracking.context.registry import resolve_tags
+            from experiments.tracking import warm_up
 
-            from experiments.tracking import git_commit, package_versions
-
-            mlflow.set_tracking_uri(tracking_uri)  # (sets up MLflow's tracing provider: 0.02 s)
-            mlflow.tracking.MlflowClient(tracking_uri).search_experiments(max_results=1)  # opens and caches the store
-            package_versions(), git_commit()  # every run's tags, cached per process
-            resolve_tags()  # MLflow's run context (its git lookup imports GitPython: 0.04 s)
+            warm_up(tracking_uri)
         if storage_url:
             from experiments.sweep.study import shared_storage
 

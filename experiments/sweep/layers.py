@@ -24,7 +24,7 @@ from experiments.overrides import format_override
 from experiments.sweep import study as st
 from experiments.sweep.baselines import named, trial_label
 from experiments.sweep.executor import Job
-from experiments.sweep.records import MlflowBook, Pending, Recorder
+from experiments.sweep.records import Pending, Recorder
 from experiments.sweep.space import sample
 from experiments.sweep.ticket import TrialTicket
 from resnet_blocks import SpecError
@@ -106,9 +106,8 @@ class ResNetLayer:
 
     def finish(self, study, objectives: list[str], book, status: str, reason: str | None) -> None:
         """The summary table, ``optimization_results.yaml``, the report; the parent run ends."""
-        from experiments.sweep.report import log_summary, study_summary, write_optimization_results, write_report
+        from experiments.sweep.report import study_summary, write_optimization_results
         from experiments.sweep.retrain import config_composer
-        from experiments.tracking import ui_link
 
         progress = self.recorder.progress
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -120,15 +119,8 @@ class ResNetLayer:
         summary = study_summary(study, objectives, compose)
         progress.summary(summary)
         report = sweep_dir / "report.html"
-        if isinstance(book, MlflowBook):
-            try:
-                log_summary(book.runs, book.parent, study, summary, compose=compose, report_copy=report)
-            finally:
-                book.runs.end(book.parent, status, reason)
-            if link := ui_link(book.runs.tracking_uri, book.runs.experiment_id, book.parent):
-                progress.note(f"MLflow: {link}")
-        else:
-            write_report(report, study, summary, compose=compose)
+        if link := book.publish(study, summary, compose, report, (status, reason)):
+            progress.note(f"MLflow: {link}")
         progress.report(report)
 
     def dry_run(self, sampler, params, fixed, hook, n: int) -> None:

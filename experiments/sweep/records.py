@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -47,6 +48,13 @@ class NoBook:
         return None
 
     def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
+        return None
+
+    def publish(self, study, summary: dict, compose, report: Path, ending: tuple[str, str | None]) -> str | None:
+        """The study's report, written to ``report``; where to review it (None: that file)."""
+        from experiments.sweep.report import write_report
+
+        write_report(report, study, summary, compose=compose)
         return None
 
 
@@ -89,6 +97,18 @@ class MlflowBook:
         except Exception:  # noqa: BLE001 - storage gone; still record the wall time
             done = 0
         self.runs.log_metric(self.parent, "sweep/wall_s", wall_s, step=done)
+
+    def publish(self, study, summary: dict, compose, report: Path, ending: tuple[str, str | None]) -> str | None:
+        """The summary, report and plots on the parent run (the report also written to
+        ``report``), which then ends with ``ending`` (status, reason); its page in the UI."""
+        from experiments.sweep.report import log_summary
+        from experiments.tracking import ui_link
+
+        try:
+            log_summary(self.runs, self.parent, study, summary, compose=compose, report_copy=report)
+        finally:
+            self.runs.end(self.parent, *ending)
+        return ui_link(self.runs.tracking_uri, self.runs.experiment_id, self.parent)
 
 
 @dataclass

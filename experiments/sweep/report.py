@@ -288,9 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     summary = study_summary(study, list(objectives), compose)
     client = None
     if args.tracking_uri:
-        from mlflow.tracking import MlflowClient
+        from experiments.tracking import client as tracking_client
 
-        client = MlflowClient(args.tracking_uri)
+        client = tracking_client(args.tracking_uri)
     print(write_report(Path(args.output), study, summary, compose=compose, client=client))
     return 0
 

@@ -61,3 +61,11 @@ def test_a_misspelt_key_exits_2_with_one_line_and_no_run(tmp_path):
         "error: trainer.epoch: no such key in trainer (did you mean trainer.epochs?)"
     ]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "o").exists()
+
+
+def test_configs_on_hydras_searchpath_are_found():
+    searchpath = f"hydra.searchpath=[file://{REPO / 'tests' / 'conf'}]"
+    check_command_line(["+sweep=t_pruning", searchpath])
+    with pytest.raises(UserError) as raised:
+        check_command_line(["+sweep=t_prunning", searchpath])
+    assert "(did you mean t_pruning?)" in str(raised.value)

@@ -131,7 +131,7 @@ def test_statistics_are_weights_of_the_model(make_cfg):
 
 
 def test_mlflow_keras_flavour_still_needs_its_model_directory_made(tmp_path):
-    """``experiments.tracking._KerasFlavour`` makes the model directory before MLflow's keras
+    """``experiments.tracking.models._KerasFlavour`` makes the model directory before MLflow's keras
     flavour writes the input example. When this test fails, MLflow no longer needs that:
     remove the shim and log with ``mlflow.keras.log_model``."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
