@@ -45,6 +45,9 @@ def user_errors(fn):
         except Terminated as err:
             print(f"error: {err}; runs in progress ended KILLED", file=sys.stderr)
             sys.exit(err.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C: one line, as for SIGTERM (not Python's traceback)
+            print("error: interrupted (Ctrl-C); runs in progress ended KILLED", file=sys.stderr)
+            sys.exit(130)
 
     return wrapper
 

@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from experiments.cli import UserError
@@ -75,17 +76,27 @@ def _is_hydra(key: str) -> bool:
 
 def _compose(overrides: list[str], config_name: str):
     from hydra import compose, initialize_config_dir
-    from hydra.errors import ConfigCompositionException, MissingConfigException
 
     import experiments.config  # noqa: F401 - registers the schemas
 
-    try:
+    with composition_errors(overrides, config_name):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name, overrides=overrides)
+
+
+@contextmanager
+def composition_errors(overrides: Sequence[str], config_name: str = "config"):
+    """Hydra's composition errors (a misspelt key, an unknown option, a wrong type) inside
+    the block become one-line UserErrors, as on the command line (finalize and evaluate
+    compose their runs' configs with the user's overrides this way)."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    try:
+        yield
     except MissingConfigException as err:
-        raise UserError(_missing_option(err, overrides)) from None
+        raise UserError(_missing_option(err, list(overrides))) from None
     except ConfigCompositionException as err:
-        raise UserError(_composition_error(err, overrides, config_name)) from None
+        raise UserError(_composition_error(err, list(overrides), config_name)) from None
 
 
 def _missing_option(err, overrides: list[str]) -> str:

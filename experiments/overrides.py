@@ -45,10 +45,12 @@ def config_composer(config_dir: str | None = None, config_name: str = "config", 
         from hydra import initialize_config_dir
 
         import experiments.config  # noqa: F401 - registers the schemas
+        from experiments.config_check import composition_errors
 
-        if config_dir is None:
-            return hydra_compose(config_name, overrides=list(overrides))
-        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-            return hydra_compose(config_name, overrides=list(overrides))
+        with composition_errors(overrides, config_name):
+            if config_dir is None:
+                return hydra_compose(config_name, overrides=list(overrides))
+            with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+                return hydra_compose(config_name, overrides=list(overrides))
 
     return compose

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
     """
     validate_data_config(cfg.data)
     validate_trainer_config(cfg.trainer)
+    retry_s = cfg.tracking.retry_s
+    if not (isinstance(retry_s, (int, float)) and math.isfinite(retry_s) and retry_s > 0):
+        raise SpecError("tracking.retry_s", retry_s, "a number of seconds > 0 (how long a request is retried)")
     allowed = (*EPOCH_METRICS, *COST_OBJECTIVES)
     if not cfg.objective:
         raise SpecError("objective", list(cfg.objective), "at least one of " + ", ".join(allowed))

@@ -17,6 +17,7 @@ from experiments.cli import RunFailure
 from experiments.keras_internals import create_training_variables
 from experiments.metrics import EPOCH_METRICS, best, direction, keras_logs_to_metrics, keras_name
 from experiments.preprocessing import with_preprocessing
+from experiments.signals import raise_pending
 from experiments.trainer_config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, validate_trainer_config  # noqa: F401
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, build_resnet, model_cost
 
@@ -127,7 +128,7 @@ def _callbacks(t, extra: Sequence[Any]):
             cb.timing = timing
     # Between epochs, store writes queued by the callbacks wait for the next epoch's steps.
     guard = FiniteLossGuard()
-    cbs: list[Any] = [timing, HoldWritesBetweenEpochs(), guard]
+    cbs: list[Any] = [InterruptAtBatchEnd(), timing, HoldWritesBetweenEpochs(), guard]
     if t.checkpoint_dir:
         cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
     if t.early_stopping_patience:
@@ -136,6 +137,17 @@ def _callbacks(t, extra: Sequence[Any]):
             keras.callbacks.EarlyStopping(monitor=keras_name(t.monitor), patience=t.early_stopping_patience, mode=mode)
         )
     return timing, guard, cbs + list(extra)
+
+
+class InterruptAtBatchEnd(keras.callbacks.Callback):
+    """Raises an interrupt (Ctrl-C, SIGTERM) that a garbage-collector callback dropped, at the
+    next batch boundary (:func:`experiments.signals.raise_pending`)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_pending()
+
+    def on_test_batch_end(self, batch, logs=None):
+        raise_pending()
 
 
 class EpochTiming(keras.callbacks.Callback):

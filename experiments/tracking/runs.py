@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from experiments.signals import interruption_reason
+from experiments.signals import delivered, interruption_reason
 from experiments.tracking.background_metrics import BackgroundMetrics
 from experiments.tracking.local import LocalRecord, local_output_dir
 from experiments.tracking.processes import process_tags
@@ -106,6 +106,7 @@ class RunTracker:
             self._end("FINISHED", tag=("stopped_early", str(err) or type(err).__name__))
             raise
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (experiments.signals)
+            delivered()
             self._drain(quiet=True)
             self._end("KILLED", tag=("failure_reason", interruption_reason(err)))
             raise
