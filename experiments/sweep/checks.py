@@ -104,8 +104,10 @@ def check_settings(c, *, resnet: bool) -> None:
         raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, "an integer >= 1")
     if c.prefetch < 0:
         raise SpecError("hydra.sweeper.prefetch", c.prefetch, "an integer >= 0 (0: no trial set up ahead)")
-    if not 0 < c.max_failure_rate <= 1:
-        raise SpecError("hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in (0, 1]")
+    if not 0 <= c.max_failure_rate <= 1:
+        raise SpecError(
+            "hydra.sweeper.max_failure_rate", c.max_failure_rate, "a fraction in [0, 1] (0: stop at the first failure)"
+        )
     if not c.storage and (resnet or c.n_jobs > 1):
         raise SpecError(
             "hydra.sweeper.storage",

@@ -170,7 +170,9 @@ class Engine:
     def _check_failure_rate(self, done) -> None:
         c = self.conf
         failed = [t for t in done if t.state == TrialState.FAIL]
-        if len(done) >= c.min_trials_for_failure_rate and failed and len(failed) / len(done) > c.max_failure_rate:
+        # max_failure_rate 0 (as in Hydra's Optuna sweeper example): the first failure stops it.
+        enough = len(done) >= c.min_trials_for_failure_rate or c.max_failure_rate == 0
+        if enough and failed and len(failed) / len(done) > c.max_failure_rate:
             last = failed[-1].user_attrs.get(st.FAIL_REASON_ATTR, "unknown")
             raise SweepAborted(
                 f"sweep aborted: {len(failed)} of {len(done)} finished trials failed "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 import threading
@@ -126,6 +127,12 @@ def make_sampler(conf, search_space: dict[str, list[Any]] | None = None):
         return _construct("sampler", conf, lambda **kw: _AskTellGridSampler(search_space, **kw), seed=conf.seed)
     if conf.name not in _SAMPLER_TYPES:
         raise SpecError("hydra.sweeper.sampler.name", conf.name, "one of " + ", ".join(SAMPLERS))
+    if conf.name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        # (Optuna imports it only when the first trial is sampled: refuse before any trial)
+        raise SpecError(
+            "hydra.sweeper.sampler.name", conf.name,
+            "a sampler whose package is installed: CmaEsSampler needs the cmaes package (pip install cmaes)",
+        )  # fmt: skip
     return _construct("sampler", conf, _SAMPLER_TYPES[conf.name], seed=conf.seed)
 
 

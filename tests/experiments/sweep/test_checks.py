@@ -7,6 +7,7 @@ import contextlib
 from unittest import mock
 
 import optuna
+import pytest
 
 from experiments.sweep.checks import worker_seed
 from tests.experiments.sweep.test_sweep import load, sweep, sweep_call
@@ -97,3 +98,33 @@ def test_a_ticket_travels_as_one_hydra_override_and_comes_back_equal():
     with mock.patch("hydra.core.hydra_config.HydraConfig.get") as get:
         get.return_value.sweeper = {TICKET_KEY: parsed.value()}
         assert TrialTicket.from_hydra_job() == ticket
+
+
+def test_max_failure_rate_zero_stops_at_the_first_failure():
+    """Hydra's Optuna-sweeper example sets max_failure_rate: 0.0: abort on the first failure,
+    however few trials have finished; another rate waits for min_trials_for_failure_rate."""
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState, create_trial
+
+    from experiments.sweep.engine import Engine, SweepAborted
+
+    ok, failed = create_trial(value=1.0), create_trial(state=TrialState.FAIL)
+    engine = SimpleNamespace(conf=SimpleNamespace(min_trials_for_failure_rate=4, max_failure_rate=0.0))
+    Engine._check_failure_rate(engine, [ok])  # no failure: goes on
+    with pytest.raises(SweepAborted, match=r"1 of 2 finished trials failed \(50% > hydra.sweeper.max_failure_rate=0\)"):
+        Engine._check_failure_rate(engine, [ok, failed])
+    engine.conf.max_failure_rate = 0.5
+    Engine._check_failure_rate(engine, [ok, failed, failed])  # (3 < 4 finished: too early to judge)
+    from omegaconf import OmegaConf
+
+    from experiments.sweep.checks import check_settings
+    from hydra_plugins.resnet_blocks_sweeper._config import SweeperConf
+    from resnet_blocks import SpecError
+
+    conf = OmegaConf.structured(SweeperConf)
+    conf.max_failure_rate = 0.0
+    check_settings(conf, resnet=False)
+    conf.max_failure_rate = 1.5
+    with pytest.raises(SpecError, match=r"max_failure_rate: received 1.5; allowed: a fraction in \[0, 1\]"):
+        check_settings(conf, resnet=False)

@@ -21,6 +21,16 @@ def test_samplers(name, kind):
     assert trial.suggest_categorical("model.block", ["a", "b"]) in ("a", "b")
 
 
+def test_cmaes_without_its_package_is_refused_before_any_trial(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a))
+    with pytest.raises(SpecError) as raised:
+        st.make_sampler(OmegaConf.create({"name": "cmaes", "seed": 0, "options": {}}))
+    assert "CmaEsSampler needs the cmaes package (pip install cmaes)" in str(raised.value)
+
+
 @pytest.mark.parametrize("name", st.PRUNERS)
 def test_pruners(name):
     assert isinstance(st.make_pruner(OmegaConf.create({"name": name, "options": {}})), optuna.pruners.BasePruner)
