@@ -2,8 +2,10 @@
 
 A run whose process died (kill -9, a lost machine, a full disk) stays RUNNING in MLflow. Every
 run records its host, pid and the process's start time; this marks KILLED, with a reason,
-the RUNNING runs of this host whose process no longer exists. ``experiments.run`` does the
-same before each run; sweeps reconcile their own trials through their heartbeats.
+the RUNNING runs of this host whose process no longer exists (a sweep's parent run too), and
+marks FAIL the Optuna trials of those runs, in the study their parent run names
+(:mod:`experiments.sweep.dead_trials`). ``experiments.run`` ends such runs before each run;
+sweeps reconcile their own trials through their heartbeats.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     for run_id in reaped:
         print(f"marked KILLED: run {run_id} (its process is gone)")
     print(f"{len(reaped)} run(s) ended" if reaped else "no run left RUNNING by a process that is gone")
+    if reaped:
+        from experiments.sweep.dead_trials import fail_trials_of_dead_runs
+
+        for label in fail_trials_of_dead_runs(args.tracking_uri, reaped):
+            print(f"marked FAIL: trial {label} (its worker is gone)")
     return 0
 
 

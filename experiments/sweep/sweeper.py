@@ -260,6 +260,10 @@ class SweeperImpl:
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
         parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR))
         study.set_user_attr(st.PARENT_RUN_ATTR, parent)
+        from experiments.tracking.processes import shown_storage
+
+        if c.storage:  # where cleanup finds the study of a sweep that died
+            runs.set_tags(parent, {"sweep.storage": shown_storage(c.storage)})
         runs.set_tags(parent, {"sweep.objectives": ",".join(objectives), "sweep.directions": ",".join(directions),
                                "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials})  # fmt: skip
         return MlflowBook(runs, parent, c.study_name)

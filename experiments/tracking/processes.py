@@ -61,3 +61,28 @@ def reap_dead_runs(tracking_uri: str) -> list[str]:
             client.set_terminated(run.info.run_id, status="KILLED")
             reaped.append(run.info.run_id)
     return reaped
+
+
+def run_tags(tracking_uri: str, run_ids: list[str]) -> dict[str, dict[str, str]]:
+    """The tags of each run (of those that still exist)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    out = {}
+    for run_id in run_ids:
+        try:
+            out[run_id] = dict(client.get_run(run_id).data.tags)
+        except Exception:  # noqa: BLE001 - deleted meanwhile
+            continue
+    return out
+
+
+def shown_storage(url: str) -> str:
+    """A storage URL as it may be recorded on a run: any password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -29,6 +29,15 @@ class StudyRuns:
         self.experiment_id = get_or_create_experiment(experiment_name)
 
     def parent_run(self, study_name: str, known_run_id: str | None) -> str:
+        """The study's parent run (:meth:`_find_parent`), RUNNING and tagged with this process:
+        if the process dies, ``experiments.cleanup`` (or the next run on this host) ends it."""
+        from experiments.tracking.processes import process_tags
+
+        run_id = self._find_parent(study_name, known_run_id)
+        self.set_tags(run_id, process_tags())
+        return run_id
+
+    def _find_parent(self, study_name: str, known_run_id: str | None) -> str:
         """The study's parent run: the one recorded in the study, else the oldest parent run
         tagged with the study, else a new one. Workers starting together may each create one;
         all then agree on the oldest and the others delete theirs."""
