@@ -151,7 +151,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
 
     from experiments.run import RunHooks, run_task
     from experiments.signals import interruption_reason
-    from experiments.sweep.study import PARENT_RUN_ATTR, load_study_or_error
+    from experiments.sweep.study import load_study_or_error, parent_run_of
     from experiments.tracking import StudyRuns, check_tracking_uri
     from experiments.train import measure_latency_ms
 
@@ -163,7 +163,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
         raise UserError("tracking.enabled: received false; allowed: true (finalize logs runs and models to MLflow)")
     check_tracking_uri(tracking.tracking_uri)
     runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
-    parent = runs.parent_run(args.study, study.user_attrs.get(PARENT_RUN_ATTR))
+    parent = runs.parent_run(args.study, parent_run_of(study))
     total = len(configs)
     status, reason = "FINISHED", None
     try:

@@ -27,7 +27,7 @@ from experiments.sweep.baselines import named
 from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.study import (
     CONSTRAINT_KEY,
-    MLFLOW_RUN_ATTR,
+    RUN_ATTR,
     TrialNotTrained,
     make_pruner,
     over_budget,
@@ -234,7 +234,7 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
 
     def remember_run(tracker):
         if tracker.run_id:
-            trial.set_user_attr(MLFLOW_RUN_ATTR, tracker.run_id)
+            trial.set_user_attr(RUN_ATTR, tracker.run_id)
 
     try:
         hooks = RunHooks(

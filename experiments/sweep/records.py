@@ -72,11 +72,11 @@ class MlflowBook:
         run_id = self.runs.record_trial_without_training(
             self.parent, f"t{trial.number:02d} {arch}", dict(values), {**base, **tags}, status=status
         )
-        trial.set_user_attr(st.MLFLOW_RUN_ATTR, run_id)
+        trial.set_user_attr(st.RUN_ATTR, run_id)
 
     def ended(self, told, state: TrialState, reason: str | None) -> None:
         """A launched trial was told: its run (opened by the job) gets the study's verdict."""
-        run_id = told.user_attrs.get(st.MLFLOW_RUN_ATTR)
+        run_id = st.run_of(told)
         if run_id:
             fail = {"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}
             versus = (

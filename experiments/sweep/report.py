@@ -32,7 +32,7 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
     """
     from experiments.sweep.baselines import best_baseline, differences, named, trial_label
     from experiments.sweep.retrain import retrain_command, retrain_overrides
-    from experiments.sweep.study import ARCH_ATTR, OVERRIDES_ATTR
+    from experiments.sweep.study import ARCH_ATTR, OVERRIDES_ATTR, run_of
 
     trials = study.get_trials(deepcopy=False)
     num_val, se_of, noise, warn = _noise(study, objectives, trials)
@@ -59,7 +59,7 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
                 "duplicate_of": t.user_attrs.get("duplicate_of"),
                 "overrides": t.user_attrs.get(OVERRIDES_ATTR, []),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
-                "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+                "run_id": run_of(t),
                 **noise.get(t.number, _NO_NOISE),
             }
         )
@@ -193,7 +193,7 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
                 inputs.specs[n] = plan_run(compose(rows[n]["overrides"]), build=False).spec
             except Exception as err:  # noqa: BLE001 - e.g. a plugin no longer importable
                 log.info("report: no stage diagram for trial %d: %s", n, err)
-        run_id = rows[n].get("mlflow_run_id")
+        run_id = rows[n].get("run_id")
         if client is not None and run_id:
             curves = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVE_METRICS}
             inputs.curves[n] = {k: sorted(v) for k, v in curves.items() if v}

@@ -28,8 +28,25 @@ CONSTRAINT_KEY = "budget"  # Optuna 5 trial.set_constraint: <= 0 feasible, > 0 r
 REJECTED_ATTR = "rejected"
 MEMORY_REJECTION = "over the memory limit"  # how a rejection for trainer.max_memory_gb begins
 FAIL_REASON_ATTR = "fail_reason"
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-MLFLOW_RUN_ATTR = "mlflow_run_id"
+# The study's parent run and each trial's run in the tracking store (studies swept before
+# these names read theirs from the old MLflow-named attributes).
+PARENT_RUN_ATTR = "parent_run_id"
+RUN_ATTR = "run_id"
+_OLD_NAMES = {PARENT_RUN_ATTR: "mlflow_parent_run_id", RUN_ATTR: "mlflow_run_id"}
+
+
+def parent_run_of(study) -> str | None:
+    """The id of the study's parent run in the tracking store, if it has one."""
+    attrs = study.user_attrs
+    return attrs.get(PARENT_RUN_ATTR) or attrs.get(_OLD_NAMES[PARENT_RUN_ATTR])
+
+
+def run_of(trial) -> str | None:
+    """The id of the trial's run in the tracking store, if it has one."""
+    attrs = trial.user_attrs
+    return attrs.get(RUN_ATTR) or attrs.get(_OLD_NAMES[RUN_ATTR])
+
+
 OVERRIDES_ATTR = "overrides"  # the trial's sampled values as run overrides
 ARCH_ATTR = "arch"  # its architecture label
 DUPLICATE_ATTR = "duplicate_of"  # a repeated configuration: the trial whose values (or rejection) it reuses

@@ -258,7 +258,7 @@ class SweeperImpl:
         if not tracking.enabled:
             return NoBook()
         runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
-        parent = runs.parent_run(c.study_name, study.user_attrs.get(st.PARENT_RUN_ATTR))
+        parent = runs.parent_run(c.study_name, st.parent_run_of(study))
         study.set_user_attr(st.PARENT_RUN_ATTR, parent)
         from experiments.tracking.processes import shown_storage
 
