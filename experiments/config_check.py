@@ -119,11 +119,20 @@ def _composition_error(err, overrides: list[str], config_name: str) -> str:
     key = m.group(1) if m else getattr(cause, "full_key", None)
     if cause is not None and "not in" not in str(cause) and "is not in struct" not in str(cause):
         # A value of the wrong type: OmegaConf says what it could not convert to.
+        said = str(cause)
+        if "does not support deletion" in said:
+            return f"~{key}: a key of a typed group cannot be deleted; set it instead ({key}=...)"
         value = _value_of(overrides, key)
-        m = re.search(r"could not be converted to (\w+)", str(cause))
-        allowed = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}.get(
-            m.group(1) if m else "", _first_line(cause)
-        )
+        m = re.search(r"could not be converted to (\w+)", said)
+        kinds = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+        if m and m.group(1) in kinds:
+            allowed = kinds[m.group(1)]
+        elif "is not a ListConfig" in said:
+            allowed = "a list, e.g. [1,2,2]"
+        elif "not a valid bool" in said:
+            allowed = "true or false"
+        else:
+            allowed = _first_line(cause)
         return f"{key}: received {value}; allowed: {allowed}"
     if key:
         return _unknown_key(key, overrides, config_name)

@@ -23,6 +23,9 @@ CASES = [
     (["trainer.epochs=abc"], "trainer.epochs: received 'abc'; allowed: an integer"),
     (["trainer.learning_rate=fast"], "trainer.learning_rate: received 'fast'; allowed: a number"),
     (["nonsense=1"], "nonsense: no such key in the run config"),
+    (["model.depths=abc"], "model.depths: received 'abc'; allowed: a list, e.g. [1,2,2]"),
+    (["trainer.nesterov=maybe"], "trainer.nesterov: received 'maybe'; allowed: true or false"),
+    (["~trainer.epochs"], "~trainer.epochs: a key of a typed group cannot be deleted"),
     (["model.depth=choice("], "model.depth: cannot parse the override 'model.depth=choice(': no viable alternative"),
     (["+sweep=quick", "model.widht=3"], "model.widht: no such key in model (did you mean model.width"),
 ]  # fmt: skip
