@@ -4,6 +4,8 @@ workers on one study keep apart (experiments/sweep/checks.py)."""
 from __future__ import annotations
 
 import contextlib
+import importlib
+import pickle
 from unittest import mock
 
 import optuna
@@ -72,10 +74,13 @@ def test_workers_joining_a_study_sample_with_their_own_seeds():
 def test_the_run_task_names_its_trial_function_and_a_plain_task_none():
     from experiments.run import task
     from experiments.sweep.job import run_trial
-    from experiments.sweep.ticket import TRIAL_FUNCTION_ATTR, trial_function
+    from experiments.sweep.ticket import TRIAL_FUNCTION_ATTR, LazyFunction, trial_function
 
     assert hasattr(task, TRIAL_FUNCTION_ATTR)  # (experiments.run spells the name out: kept in step)
-    assert trial_function(task) is run_trial
+    named = trial_function(task)  # imported when a trial runs (the job's module imports Keras)
+    assert isinstance(named, LazyFunction) and (named.module, named.name) == ("experiments.sweep.job", "run_trial")
+    assert getattr(importlib.import_module(named.module), named.name) is run_trial
+    assert pickle.loads(pickle.dumps(named)) == named  # (it travels to worker processes)
 
     def my_app(cfg):
         return 1.0
