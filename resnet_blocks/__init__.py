@@ -7,6 +7,7 @@
 """
 
 from resnet_blocks import blocks as _blocks  # noqa: F401  (registers the shipped blocks)
+from resnet_blocks import keras_registration as _keras_registration
 from resnet_blocks import shortcuts as _shortcuts  # noqa: F401  (registers the shipped shortcuts)
 from resnet_blocks.context import BuildContext
 from resnet_blocks.cost import ModelCost, StageCost, format_cost_table, model_cost
@@ -75,3 +76,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted([*globals(), *_KERAS])
+
+
+_keras_registration.register_when_keras_is_imported()

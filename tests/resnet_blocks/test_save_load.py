@@ -96,3 +96,20 @@ def test_subsample_channel_pad_config_round_trip():
     assert (clone.stride, clone.pad_channels, clone.data_format, clone.name) == (2, 6, "channels_last", "pad")
     assert clone.compute_output_shape((None, 7, 8, 3)) == (None, 4, 4, 9)
     assert keras.saving.get_registered_name(SubsampleChannelPad) == "resnet_blocks>SubsampleChannelPad"
+
+
+@pytest.mark.parametrize("order", ["import resnet_blocks, keras", "import keras, resnet_blocks"])
+def test_saved_models_reload_after_import_resnet_blocks_in_either_order(tmp_path, order):
+    """resnet_blocks imports Keras lazily, yet registers its layers once Keras is imported."""
+    import subprocess
+    import sys
+
+    from resnet_blocks import ResNetSpec, build_resnet
+
+    spec = ResNetSpec.from_lists(block="regular", depths=[1, 1], widths=[4, 8], strides=[1, 2], shortcut="zero_pad",
+                                 num_classes=2, input_shape=(8, 8, 1), stem_width=4)  # fmt: skip
+    path = tmp_path / "m.keras"
+    build_resnet(spec).save(path)
+    code = f"{order}\nm = keras.saving.load_model({str(path)!r}, safe_mode=True)\nprint(type(m.layers[2]).__module__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
