@@ -17,7 +17,8 @@ import sys
 
 
 def _register() -> None:
-    from resnet_blocks import layers, optimizers  # noqa: F401 - registers the serializable classes
+    import resnet_blocks.layers  # (registers the serializable classes)
+    import resnet_blocks.optimizers  # noqa: F401
 
 
 class _RegisteringLoader(importlib.abc.Loader):

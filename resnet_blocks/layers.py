@@ -16,8 +16,6 @@ if keras.backend.backend() == "tensorflow":
 else:  # FusedBatchNormalization is Keras's BatchNormalization there
     tf = None
 
-from resnet_blocks.context import BuildContext  # noqa: F401  (where it used to live)
-
 
 @keras.saving.register_keras_serializable(package="resnet_blocks")
 class SubsampleChannelPad(layers.Layer):

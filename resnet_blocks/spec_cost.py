@@ -1,7 +1,7 @@
 """Parameters, MACs and activations of a :class:`ResNetSpec`, counted from the spec alone.
 
 No Keras model is built: the builder's plan is replayed on feature-map sizes by a
-:class:`CostContext`, which offers the helpers of :class:`~resnet_blocks.layers.BuildContext`
+:class:`CostContext`, which offers the helpers of :class:`~resnet_blocks.context.BuildContext`
 (``conv``, ``norm``, ``relu``, ``add``, ``shortcut``, ``avg_pool``, ``subsample_pad``) and
 counts what each layer they would create holds and computes. A block or shortcut says how it
 is counted when it is registered (``cost=``); the shipped ones are counted by their own

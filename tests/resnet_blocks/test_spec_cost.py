@@ -173,7 +173,7 @@ def test_a_cost_that_is_not_callable_is_refused():
 
 def test_the_context_offers_the_build_contexts_helpers():
     """A block written with BuildContext's helpers runs on a CostContext: none may be missing."""
-    from resnet_blocks.layers import BuildContext
+    from resnet_blocks.context import BuildContext
 
     spec = ResNetSpec.from_lists(
         block="regular", depths=[1], widths=[4], strides=[1], num_classes=3, input_shape=(8, 8, 1)
