@@ -38,8 +38,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
-def test_a_signal_ends_a_run_killed_with_its_metrics_flushed(tmp_path, sig):
+def _run_two_epochs_in(tmp_path):
+    """A long run in ``tmp_path``, once it has logged two epochs: (its store, its process)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, "trainer.epochs=400", f"tracking.tracking_uri={uri}",
@@ -47,6 +47,12 @@ def test_a_signal_ends_a_run_killed_with_its_metrics_flushed(tmp_path, sig):
         cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     wait_for(lambda: epochs_logged(uri) >= 2, 180, proc, "two epochs were logged")
+    return uri, proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_ends_a_run_killed_with_its_metrics_flushed(tmp_path, sig):
+    uri, proc = _run_two_epochs_in(tmp_path)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     name = signal.Signals(sig).name
@@ -59,13 +65,7 @@ def test_a_signal_ends_a_run_killed_with_its_metrics_flushed(tmp_path, sig):
 
 
 def test_ctrl_c_ends_a_run_killed_in_one_line(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.run", *TINY, "trainer.epochs=400", f"tracking.tracking_uri={uri}",
-         f"hydra.run.dir={tmp_path / 'out'}"],
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    wait_for(lambda: epochs_logged(uri) >= 2, 180, proc, "two epochs were logged")
+    uri, proc = _run_two_epochs_in(tmp_path)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
