@@ -1,16 +1,22 @@
-"""Real servers for tests: a free local port and an ``mlflow server`` started as a subprocess."""
+"""Real servers for tests: a free local port, an ``mlflow server`` started as a subprocess, a
+throwaway PostgreSQL cluster. Each dies with the process that started it (``tests.reaper``)."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from tests.reaper import reap_when_gone
 
 
 def free_port() -> int:
@@ -30,6 +36,7 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, wo
          "--workers", str(workers)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,  # its workers stop with it
     )  # fmt: skip
+    reap_when_gone(proc.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(240):
@@ -54,3 +61,38 @@ def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, wo
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         log.close()
+
+
+def pg_bindir() -> Path | None:
+    """The newest PostgreSQL server binaries of the system packages, if installed."""
+    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
+
+
+@contextlib.contextmanager
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster on a free port until the block exits; yields
+    ``postgresql://user@host:port`` (no database)."""
+    bindir = pg_bindir()
+    if bindir is None:
+        raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    # Not under pytest's tmp dir: that is private to this user, and the server may run as
+    # the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="resnet-blocks-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:  # initdb refuses to run as root
+        shutil.chown(root, "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+                   check=True, capture_output=True)  # fmt: skip
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "start"],
+                   check=True, capture_output=True)  # fmt: skip
+    reap_when_gone(int((data / "postmaster.pid").read_text().split()[0]), remove=str(root))
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
+        shutil.rmtree(root, ignore_errors=True)

@@ -17,15 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import pg_bindir, postgres_cluster
 from tests.servers import mlflow_server as start_mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _pg_bindir() -> Path | None:
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    return Path(dirs[-1]) if dirs and Path(dirs[-1], "initdb").exists() else None
 
 
 @pytest.fixture(scope="session")
@@ -34,31 +29,13 @@ def postgres_server(tmp_path_factory):
     if os.environ.get("RESNET_BLOCKS_TEST_PG"):
         yield os.environ["RESNET_BLOCKS_TEST_PG"].rstrip("/")
         return
-    bindir = _pg_bindir()
-    if bindir is None:
+    if pg_bindir() is None:
         message = "PostgreSQL server binaries not found (apt-get install postgresql); .ci/run installs them"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    # Not under pytest's tmp dir: that is private to this user, and the server may run as
-    # the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="resnet-blocks-pg-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:  # initdb refuses to run as root
-        shutil.chown(root, "postgres")
-    data, port = root / "data", free_port()
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-                   check=True, capture_output=True)  # fmt: skip
-    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "start"],
-                   check=True, capture_output=True)  # fmt: skip
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run(
-            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_cluster() as url:
+        yield url
 
 
 def create_database(server: str, name: str) -> str:

@@ -23,6 +23,14 @@ def env() -> dict[str, str]:
     return out
 
 
+def new_store(db: Path) -> str:
+    """A SQLite MLflow store at ``db``, its schema created now: a test polling it while the run
+    under test creates it would race that run's migrations."""
+    uri = f"sqlite:///{db}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
 def runs(uri: str) -> list:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("resnet-blocks")

@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tests.faults.processes import TINY, env, epochs_logged, runs, wait_for
+from tests.faults.processes import TINY, env, epochs_logged, new_store, runs, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +40,7 @@ def _alive(pid: int) -> bool:
 
 def _run_two_epochs_in(tmp_path):
     """A long run in ``tmp_path``, once it has logged two epochs: (its store, its process)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", *TINY, "trainer.epochs=400", f"tracking.tracking_uri={uri}",
          f"hydra.run.dir={tmp_path / 'out'}"],

@@ -16,7 +16,7 @@ import mlflow.pyfunc
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.faults.processes import TINY, env, epochs_logged, wait_for
+from tests.faults.processes import TINY, env, epochs_logged, new_store, wait_for
 from tests.servers import mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -50,7 +50,7 @@ def _assert_result_kept(tmp_path: Path, err: str, tracking_uri: str, epochs: int
 
 
 def test_the_tracking_server_stopping_mid_run_keeps_the_result(tmp_path):
-    backend = f"sqlite:///{tmp_path / 'server.db'}"
+    backend = new_store(tmp_path / "server.db")
     with ExitStack() as stack:
         url = stack.enter_context(mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log"))
         proc = _start_run(tmp_path, url, "trainer.epochs=40", "tracking.retry_s=8")
@@ -66,7 +66,7 @@ def test_an_unwritable_store_mid_run_keeps_the_result(tmp_path):
     if shutil.which("chattr") is None:
         pytest.skip("chattr (e2fsprogs) is not installed: cannot make the store immutable")
     db = tmp_path / "mlflow.db"
-    uri = f"sqlite:///{db}"
+    uri = new_store(db)
     proc = _start_run(tmp_path, uri, "trainer.epochs=30")
     try:
         _wait_epochs(uri, 3, proc)
@@ -79,7 +79,7 @@ def test_an_unwritable_store_mid_run_keeps_the_result(tmp_path):
 
 
 def test_a_run_left_running_by_a_dead_process_is_ended_by_the_next_command(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(tmp_path / "mlflow.db")
     proc = _start_run(tmp_path, uri, "trainer.epochs=400", "tracking.log_model=false")
     _wait_epochs(uri, 2, proc)
     proc.send_signal(signal.SIGKILL)
