@@ -7,18 +7,14 @@ the tests at an existing server instead.
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.servers import pg_bindir, postgres_cluster
 from tests.servers import mlflow_server as start_mlflow_server
+from tests.servers import pg_bindir, postgres_cluster
 
 REPO = Path(__file__).resolve().parents[2]
 
