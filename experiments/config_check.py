@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from experiments.cli import UserError
+from experiments.code_tags import refuse_targets
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -46,6 +47,7 @@ def check_command_line(argv: Sequence[str], config_name: str = "config") -> None
     kept = [o.input_line for o in parsed if not o.is_sweep_override() and not _is_hydra(o.get_key_element())]
     cfg = _compose(kept, config_name)
     check_added_keys(cfg, kept)
+    refuse_targets(cfg)
 
 
 def _overrides(argv: Sequence[str]) -> list[str] | None:

@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.cli import user_errors
+from experiments.code_tags import current_hook_tags, plugin_tags, refuse_targets
 from experiments.config import model_spec
 from experiments.data import data_signature, load_data, validate_data_config
 from experiments.memory import check_training_memory
@@ -60,6 +61,7 @@ def plan_run(cfg: DictConfig, *, build: bool = True) -> RunPlan:
     ``build=False`` skips the dry build (a sweep's trial is vetted by the sweeper's dry build or
     by its job, which builds the model before it records anything).
     """
+    refuse_targets(cfg)
     validate_data_config(cfg.data)
     validate_trainer_config(cfg.trainer)
     retry_s = cfg.tracking.retry_s
@@ -206,7 +208,8 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
 
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
-    all_tags = {"data.source": cfg.data.source, "model.arch": label, **dict(cfg.tracking.tags), **(tags or {})}
+    all_tags = {"data.source": cfg.data.source, "model.arch": label, **plugin_tags(cfg.model.plugins),
+                **current_hook_tags(), **dict(cfg.tracking.tags), **(tags or {})}  # fmt: skip
     with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id, ended_ok=ended_ok) as tr:
         if on_tracker is not None:
             on_tracker(tr)

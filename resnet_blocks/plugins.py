@@ -2,8 +2,8 @@
 
 Configs name modules to import (``model.plugins=[my_pkg.blocks]``) or Python files
 (``model.plugins=[/path/to/blocks.py]``, usable from any directory); installed packages can
-instead expose them in the ``resnet_blocks.plugins`` entry-point group. Nothing else in a
-config can bring code in: the registry stays the allowlist.
+instead expose them in the ``resnet_blocks.plugins`` entry-point group. A plugin is code: a
+config that names one is as trusted as that code (the README's trust model).
 """
 
 from __future__ import annotations

@@ -265,8 +265,17 @@ class SweeperImpl:
         if c.storage:  # where cleanup finds the study of a sweep that died
             runs.set_tags(parent, {"sweep.storage": shown_storage(c.storage)})
         runs.set_tags(parent, {"sweep.objectives": ",".join(objectives), "sweep.directions": ",".join(directions),
-                               "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials})  # fmt: skip
+                               "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials,
+                               **self._code_tags()})  # fmt: skip
         return MlflowBook(runs, parent, c.study_name)
+
+    def _code_tags(self) -> dict[str, str]:
+        """The code this sweep's config brought in (``experiments.code_tags``)."""
+        from experiments.code_tags import hook_tags, plugin_tags
+
+        callbacks = OmegaConf.to_container(self.config.hydra.callbacks) if "callbacks" in self.config.hydra else {}
+        plugins = OmegaConf.select(self.config, "model.plugins", default=None) or []
+        return {**plugin_tags(plugins), **hook_tags(self.conf.custom_search_space, callbacks)}
 
     def _load_plugins(self, fixed: list[str]) -> None:
         """Import model.plugins so plugin blocks and search-space hooks are registered."""
