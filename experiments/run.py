@@ -156,13 +156,24 @@ def dry_build(spec: ResNetSpec, *, build: bool = True) -> ModelCost | None:
     return _DRY_BUILDS[key]
 
 
-def _tracker(cfg: DictConfig, store_checked: bool = False):
+def _check_tracking_server(cfg: DictConfig) -> bool:
+    """Probe the tracking store if it is a server (a probe writes nothing there); True if probed."""
+    from experiments.tracking import check_tracking_uri, is_local_store
+
+    if not cfg.tracking.enabled or is_local_store(cfg.tracking.tracking_uri):
+        return False
+    check_tracking_uri(cfg.tracking.tracking_uri)
+    return True
+
+
+def _tracker(cfg: DictConfig, store_checked: bool = False, server_checked: bool = False):
     from experiments.tracking import NullTracker, RunTracker, check_tracking_uri, reap_dead_runs
 
     if not cfg.tracking.enabled:
         return NullTracker()
     if not store_checked:  # (a sweep's jobs: the sweeper checked the store already)
-        check_tracking_uri(cfg.tracking.tracking_uri)
+        if not server_checked:
+            check_tracking_uri(cfg.tracking.tracking_uri)
         reaped = reap_dead_runs(cfg.tracking.tracking_uri)
         if reaped:
             log.warning("marked KILLED %d run(s) left RUNNING by processes that are gone: %s", len(reaped), reaped)
@@ -203,7 +214,13 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
     on_tracker, ended_ok, slot, vet = h.on_tracker, h.ended_ok, h.slot, h.vet
     plan = plan_run(cfg, build=vet is None)  # refusals come before TensorFlow is imported
     built = vet(plan) if vet is not None else None
-    tracker = _tracker(cfg, h.store_checked)
+    # A tracking server is probed first (quickly, without TensorFlow); a local store only once
+    # the data has loaded: unreadable data is refused before a store or run is written.
+    server_checked = h.store_checked or _check_tracking_server(cfg)
+    t0 = time.perf_counter()
+    data = seeded_data(cfg)
+    data_s = time.perf_counter() - t0
+    tracker = _tracker(cfg, h.store_checked, server_checked)
     from experiments.train import measure_latency_ms, train
 
     label = arch_label(cfg.model)
@@ -214,9 +231,6 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
         if on_tracker is not None:
             on_tracker(tr)
         tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
-        t0 = time.perf_counter()
-        data = seeded_data(cfg)
-        data_s = time.perf_counter() - t0
         tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
         tr.log_dict({"class_names": list(data.class_names), **data.preprocessing.to_dict()}, "preprocessing.json")
         tr.log_dataset(data)

@@ -144,7 +144,7 @@ class SweeperImpl:
     @user_errors  # bad settings: one clear line (exit 2) before any trial; an abort: exit 1
     def sweep(self, arguments: list[str]) -> Any:
         from experiments.config import model_spec  # noqa: F401 - registers resolvers
-        from experiments.tracking import check_tracking_uri
+        from experiments.tracking import check_tracking_uri, is_local_store
 
         c = self.conf
         params, fixed = self._split_arguments(arguments)
@@ -166,9 +166,14 @@ class SweeperImpl:
         if self.resnet and not c.setup_only:
             executor.preload()
         tracking = base.tracking if self.resnet else OmegaConf.create({"enabled": False})
-        if tracking.enabled:
+        # A server is probed without writing; a local store is created by its probe, so it
+        # comes after the Optuna storage: an unreachable one leaves no empty mlflow.db.
+        local_store = tracking.enabled and is_local_store(tracking.tracking_uri)
+        if tracking.enabled and not local_store:
             check_tracking_uri(tracking.tracking_uri)
         storage = self._storage()
+        if local_store:
+            check_tracking_uri(tracking.tracking_uri)
         if self.resnet and not c.setup_only:  # services reachable: start the workers
             data = {"data": OmegaConf.to_container(base.data, resolve=True), "batch_size": base.trainer.batch_size}
             uri = tracking.tracking_uri if tracking.enabled else None
@@ -297,7 +302,8 @@ class SweeperImpl:
                     max_retry=c.max_retry,
                 )
         except Exception as err:  # noqa: BLE001 - unreachable server, bad URL, missing driver
-            raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {err}") from None
+            said = " ".join(str(err).split("(Background on this error")[0].split()) or type(err).__name__
+            raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {said}") from None
         return storage
 
 

@@ -22,6 +22,7 @@ from experiments.tracking.store import (
     get_or_create_experiment,
     git_commit,
     http_retries,
+    is_local_store,
     is_store_failure,
     package_versions,
     ui_link,
@@ -31,7 +32,7 @@ from experiments.tracking.study_runs import StudyRuns
 
 __all__ = [
     "LocalRecord", "NullTracker", "RunTracker", "StoreLost", "StudyRuns", "check_tracking_uri", "client",
-    "flatten", "get_or_create_experiment", "git_commit", "http_retries", "is_store_failure",
+    "flatten", "get_or_create_experiment", "git_commit", "http_retries", "is_local_store", "is_store_failure",
     "load_keras_model", "local_output_dir", "model_info", "package_versions", "process_tags",
     "reap_dead_runs", "register_run_model", "run_config_text", "ui_link", "warm_up",
 ]  # fmt: skip

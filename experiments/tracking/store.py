@@ -60,6 +60,13 @@ def git_commit() -> str | None:
         return None
 
 
+def is_local_store(uri: str) -> bool:
+    """A SQLite file or a local folder (created by the first command that opens it), as
+    opposed to a server or database that exists on its own."""
+    uri = str(uri)
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
 def check_tracking_uri(uri: str) -> None:
     """Fail fast (before any training) when the tracking store cannot be reached."""
     import mlflow
