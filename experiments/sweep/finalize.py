@@ -12,11 +12,17 @@ same seeds and budget, and finalize ends with a verdict (:mod:`experiments.sweep
 winner − baseline on validation and test, with cost ratios. The winner's best-seed model is
 the study's result (registered with ``--register``) if it beats the baseline on validation;
 otherwise the search did not pay at this budget, and the baseline's model ships instead.
+
+Run again, finalize resumes: the runs of its last round whose configuration is planned again
+(the same trial, seed and resolved config: tag ``finalize.config``) are reused, the rest are
+trained. A study finalized before with other settings is refused in one line unless
+``--again``, which starts a new round beside the old one (tag ``finalize.round``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import statistics
@@ -163,16 +169,27 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
         raise UserError("tracking.enabled: received false; allowed: true (finalize logs runs and models to MLflow)")
     check_tracking_uri(tracking.tracking_uri)
     runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
-    parent = runs.parent_run(args.study, parent_run_of(study))
+    known = runs.existing_parent(args.study, parent_run_of(study))
+    digests = {key: config_digest(cfg) for key, cfg in configs.items()}
+    round_no, reused = resume_round(runs.finalize_runs(known) if known else [], digests, args)
+    parent = runs.parent_run(args.study, known)
     total = len(configs)
     status, reason = "FINISHED", None
+    if reused:
+        log.info("finalize resumes round %d: %d of %d runs done before, reused", round_no, len(reused), total)
     try:
         for done, ((trial, seed), cfg) in enumerate(configs.items(), 1):
             c = next(c for c in candidates if c.trial == trial)
+            if (trial, seed) in reused:
+                c.runs.append(reused[(trial, seed)]["record"])
+                c.cost = c.cost or reused[(trial, seed)]["cost"]
+                continue
             log.info("finalize %d/%d: %s, seed %d, %d epochs", done, total, c.name, seed, cfg.trainer.epochs)
             seen: dict = {}
             tags = {"sweep.study": args.study, "sweep.role": "finalize", "finalize.trial": str(trial),
-                    "finalize.seed": str(seed), **({"finalize.baseline": c.baseline} if c.baseline else {})}  # fmt: skip
+                    "finalize.seed": str(seed), "finalize.config": digests[(trial, seed)],
+                    "finalize.round": str(round_no), "finalize.args": finalize_args(args)[:5000],
+                    **({"finalize.baseline": c.baseline} if c.baseline else {})}  # fmt: skip
             run_task(cfg, RunHooks(
                 parent_run_id=parent,
                 run_name=f"final {c.name} seed {seed}",
@@ -193,6 +210,13 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
             if not c.cost:  # the architecture's, the same for every seed
                 c.cost = {"macs": result.cost.macs, "params": result.cost.trainable_params,
                           "latency_ms": measure_latency_ms(result.model, tuple(result.model.input_shape[1:]))}  # fmt: skip
+                runs.log_metric(seen["run_id"], "finalize/latency_ms", c.cost["latency_ms"])
+            record = c.runs[-1]  # what a resumed finalize reads back: this run is complete
+            for key, value in (("finalize/val_accuracy", record["val"]), ("finalize/test_accuracy", record["test"])):
+                if value is not None:
+                    runs.log_metric(seen["run_id"], key, value)
+            if record["model_uri"]:
+                runs.set_tags(seen["run_id"], {"finalize.model_uri": record["model_uri"]})
             keras.backend.clear_session(free_memory=True)
         searched = sorted((c for c in candidates if c.baseline is None), key=lambda c: -c.mean_std("val")[0])
         baselines = sorted((c for c in candidates if c.baseline is not None), key=lambda c: -c.mean_std("val")[0])
@@ -210,6 +234,58 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
         raise
     finally:
         runs.end(parent, status, reason)
+
+
+def config_digest(cfg) -> str:
+    """The identity of one finalize run: its resolved config (the trial's settings, the seed,
+    the budget, the data and every override)."""
+    from omegaconf import OmegaConf
+
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:16]
+
+
+def finalize_args(args) -> str:
+    """The command line's settings, as shown when a second finalize is refused."""
+    return " ".join([f"--top-k {args.top_k}", f"--seeds {args.seeds}", *args.overrides])
+
+
+def resume_round(previous: list[dict], digests: dict[tuple[int, int], str], args) -> tuple[int, dict]:
+    """The round this finalize records, and the runs of it done before: ``{(trial, seed):
+    {record, cost}}``. The last round is resumed when every run it has is planned again;
+    otherwise the study was finalized with other settings: refused unless ``args.again``."""
+    if not previous:
+        return 1, {}
+    last = max(int(r["tags"].get("finalize.round", 0)) for r in previous)
+    mine = [r for r in previous if int(r["tags"].get("finalize.round", 0)) == last]
+    planned = {(trial, seed, digest) for (trial, seed), digest in digests.items()}
+
+    def key(r) -> tuple:
+        t = r["tags"]
+        return int(t.get("finalize.trial", -99)), int(t.get("finalize.seed", -1)), t.get("finalize.config")
+
+    if args.again:
+        return last + 1, {}
+    if not all(key(r) in planned for r in mine):
+        shown = mine[-1]["tags"].get("finalize.args") or "settings not recorded"
+        raise UserError(
+            f"--again: study {args.study!r} was finalized before with other settings (round {last}: {len(mine)} "
+            f"runs, {shown}); the same settings resume that round; add --again to finalize anew beside it"
+        )
+    reused = {}
+    for r in mine:  # (oldest first: a later complete run of the same key wins)
+        m = r["metrics"]
+        if r["status"] != "FINISHED" or "finalize/val_accuracy" not in m:
+            continue  # killed or failed: trained again
+        trial, seed, _ = key(r)
+        record = {"seed": seed, "run_id": r["run_id"], "val": m["finalize/val_accuracy"],
+                  "test": m.get("finalize/test_accuracy"),
+                  "model_uri": r["tags"].get("finalize.model_uri")}  # fmt: skip
+        cost = {}
+        if "finalize/latency_ms" in m:
+            cost = {"macs": m.get("model/macs"), "params": m.get("model/trainable_params"),
+                    "latency_ms": m["finalize/latency_ms"]}  # fmt: skip
+        reused[(trial, seed)] = {"record": record, "cost": cost}
+    return last, reused
 
 
 def _winner(best: Candidate) -> dict:
@@ -277,7 +353,14 @@ def _log_results(runs, parent: str, ranked: list[Candidate], winner: dict, verdi
         tags.update({"finalize.search_paid": str(verdict.paid).lower(), "finalize.verdict": verdict.line()[:5000]})
     if winner.get("model_uri"):
         tags["finalize.model_uri"] = winner["model_uri"]
-        if args.register:
+        before = runs.tags_of(parent)  # a resumed finalize that registered this winner already
+        if (
+            args.register
+            and before.get("finalize.winner_run") == winner["run_id"]
+            and before.get("finalize.registered")
+        ):
+            winner["registered"] = before["finalize.registered"]
+        elif args.register:
             winner["registered"] = register_run_model(runs.experiment_id, winner["run_id"], args.register)
             tags["finalize.registered"] = winner["registered"]
     runs.set_tags(parent, tags)
@@ -312,6 +395,11 @@ def parse_args(argv: list[str] | None):
     p.add_argument("--top-k", type=int, default=3, help="distinct top trials to retrain (default 3)")
     p.add_argument("--seeds", type=int, default=3, help="runs per trial, seeds trainer.seed, +1, ... (default 3)")
     p.add_argument("--register", metavar="NAME", help="register the winner's model under this name")
+    p.add_argument(
+        "--again",
+        action="store_true",
+        help="finalize anew beside an earlier finalize with other settings (by default: resume it)",
+    )
     p.add_argument("overrides", nargs="*", help="Hydra overrides for every run")
     args = p.parse_args(argv)
     if args.top_k < 1:

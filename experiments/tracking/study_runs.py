@@ -63,6 +63,17 @@ class StudyRuns:
             self.client.delete_run(mine)
         return chosen
 
+    def existing_parent(self, study_name: str, known_run_id: str | None) -> str | None:
+        """The parent run :meth:`parent_run` would reopen, without touching it; None if none."""
+        if known_run_id:
+            try:
+                if self.client.get_run(known_run_id).info.lifecycle_stage == "active":
+                    return known_run_id
+            except Exception:  # noqa: BLE001 - deleted or from another store
+                pass
+        existing = self._parents(study_name)
+        return existing[0] if existing else None
+
     def _parents(self, study_name: str) -> list[str]:
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -116,6 +127,17 @@ class StudyRuns:
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
         )
+
+    def finalize_runs(self, parent_run_id: str) -> list[dict]:
+        """The finalize runs under a study's parent run, oldest first: ``{run_id, status, tags,
+        metrics}`` each (metrics: their last values)."""
+        found = [r for r in self.trial_runs(parent_run_id) if r.data.tags.get("sweep.role") == "finalize"]
+        found.sort(key=lambda r: r.info.start_time or 0)
+        return [{"run_id": r.info.run_id, "status": r.info.status, "tags": dict(r.data.tags),
+                 "metrics": dict(r.data.metrics)} for r in found]  # fmt: skip
+
+    def tags_of(self, run_id: str) -> dict[str, str]:
+        return dict(self.client.get_run(run_id).data.tags)
 
     def kill_stale_runs(
         self, parent_run_id: str, live_trials: set[int], finished: dict[int, str] | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shlex
 import subprocess
@@ -202,3 +203,53 @@ def test_finalize_retrains_the_studys_baseline_with_the_same_seeds_and_writes_th
     line = next(ln for ln in out.splitlines() if ln.startswith("verdict: "))
     assert line == parent.data.tags["finalize.verdict"]
     assert ("shipped the winner" if paid else "shipped the baseline") in line
+
+
+@pytest.mark.slow
+def test_finalize_again_resumes_what_was_interrupted_and_refuses_other_settings_unless_again(
+    tmp_path, tracking_uri, mlflow_client, capsys, caplog
+):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study(storage)
+    args = ["--study", "s", "--storage", storage, "--top-k", "1", "--seeds", "2", "--register", "s-best",
+            "trainer.epochs=1", f"tracking.tracking_uri={tracking_uri}"]  # fmt: skip
+
+    def finals():
+        return [r for r in runs_of(mlflow_client) if r.data.tags.get("sweep.role") == "finalize"]
+
+    assert finalize.main(args) == 0
+    first = finals()
+    assert len(first) == 4 and {r.data.tags["finalize.round"] for r in first} == {"1"}  # 1 trial + baseline, 2 seeds
+    killed = next(r for r in first if r.data.tags["finalize.trial"] == "1" and r.data.tags["finalize.seed"] == "1")
+    mlflow_client.set_terminated(killed.info.run_id, status="KILLED")  # as if finalize was interrupted there
+    capsys.readouterr()
+    caplog.set_level(logging.INFO, logger="experiments.sweep.finalize")
+    assert finalize.main(args) == 0  # the same command resumes: only the killed run trains again
+    second = finals()
+    (new,) = [r for r in second if r.info.run_id not in {r.info.run_id for r in first}]
+    assert (new.data.tags["finalize.trial"], new.data.tags["finalize.seed"], new.data.tags["finalize.round"]) == (
+        "1", "1", "1",
+    )  # fmt: skip
+    assert new.data.tags["finalize.config"] == killed.data.tags["finalize.config"]
+    assert "resumes round 1: 3 of 4 runs done before" in caplog.text
+    assert "shipped: " in capsys.readouterr().out
+    assert finalize.main(args) == 0  # everything done: nothing trains, nothing registered twice
+    assert len(finals()) == 5
+    assert len(mlflow_client.search_model_versions("name='s-best'")) <= 2
+    (parent,) = [r for r in runs_of(mlflow_client) if r.data.tags.get("sweep.role") == "parent"]
+    assert parent.info.status == "FINISHED"
+    capsys.readouterr()
+    other = [a if a != "2" else "1" for a in args]  # --seeds 1: other settings
+    with pytest.raises(SystemExit) as exit_:
+        finalize.main(other)
+    assert exit_.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --again: study 's' was finalized before with other settings (round 1: 5 runs, ")
+    assert "--top-k 1 --seeds 2 trainer.epochs=1" in line
+    assert len(finals()) == 5 and mlflow_client.get_run(parent.info.run_id).info.status == "FINISHED"
+    assert finalize.main([*other, "--again"]) == 0
+    third = [r for r in finals() if r.data.tags["finalize.round"] == "2"]
+    assert sorted((r.data.tags["finalize.trial"], r.data.tags["finalize.seed"]) for r in third) == [
+        ("-1", "0"),
+        ("1", "0"),
+    ]
