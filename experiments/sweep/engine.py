@@ -9,6 +9,7 @@ so no worker waits for another's slowest trial.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from concurrent.futures import Future
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from experiments.cli import RunFailure
@@ -24,7 +24,7 @@ from experiments.overrides import format_override
 from experiments.signals import interruption_reason
 from experiments.sweep import study as st
 from experiments.sweep.baselines import BASELINE_OVERRIDES_ATTR, trial_label
-from experiments.sweep.internals import frozen, storage_of, trial_id
+from experiments.sweep.internals import frozen, stale_trial_ids, storage_of, trial_id
 from experiments.sweep.live import Flight
 from experiments.sweep.records import Recorder
 from experiments.sweep.space import Param, sample
@@ -151,19 +151,24 @@ class Engine:
         """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
         c, study = self.conf, self.run.study
         if c.heartbeat_interval:
+            grace = c.grace_period or 3 * c.heartbeat_interval
+            for tid in stale_trial_ids(study):  # why, recorded while they still run
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    storage_of(study).set_trial_user_attr(
+                        tid, st.FAIL_REASON_ATTR, f"worker died (no heartbeat for {grace} s)"
+                    )
             with st.quiet_experimental():
                 optuna.storages.fail_stale_trials(study)
         elif st.is_sqlite(c.storage) and not c.allow_sqlite_parallel:
             # One worker only: any RUNNING trial is left over from a process that died.
-            with st.quiet_experimental():
-                retry = RetryHeartbeatStaleTrialCallback(max_retry=c.max_retry)
+            retry = st.RetryStaleTrial(c.max_retry)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number in self.live:
                     continue
-                storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
-                storage_of(study).set_trial_user_attr(
+                storage_of(study).set_trial_user_attr(  # (before FAIL: a finished trial takes no attrs)
                     trial_id(t), st.FAIL_REASON_ATTR, "worker died (found RUNNING on resume)"
                 )
+                storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
                 retry(study, frozen(study, t))
         self.recorder.book.reconcile(study)
 

@@ -4,6 +4,9 @@
 - Optuna has no public accessor for a trial's id or a study's storage; its storage API (which
   the sweeper uses to tell, fail and inspect trials it did not create in this process, and to
   read a trial back without copying the whole study) takes trial ids.
+- Optuna fails stale trials (dead workers) and only then calls its callback, when a finished
+  trial can no longer take the user attribute that says why; the sweeper asks which trials are
+  stale first and records the reason while they still run.
 - Hydra's ``JobReturn.return_value`` raises a failed job's exception and first writes
   "Error executing job ..." to stderr: a sweep would print that for every pruned trial.
 """
@@ -25,6 +28,17 @@ def storage_of(study):
 
 def study_id(study) -> int:
     return study._study_id  # noqa: SLF001
+
+
+def stale_trial_ids(study) -> list[int]:
+    """Ids of the RUNNING trials whose heartbeat is older than the storage's grace period
+    (those ``optuna.storages.fail_stale_trials`` fails next); [] without heartbeats."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    storage = storage_of(study)
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return []
+    return list(storage._get_stale_trial_ids(study_id(study)))  # noqa: SLF001
 
 
 def frozen(study, trial):

@@ -85,10 +85,14 @@ class MlflowBook:
             self.runs.set_tags(run_id, {"sweep.state": state.name, **fail, **versus})
 
     def reconcile(self, study) -> None:
-        """Runs of trials whose worker died end KILLED; finished trials' runs get their state."""
+        """Runs of trials whose worker died end KILLED; finished trials' runs get their state,
+        and a failed trial's run its reason (the study's and the run's agree)."""
         trials = study.get_trials(deepcopy=False)
         live = {t.number for t in trials if t.state == TrialState.RUNNING}
-        self.runs.kill_stale_runs(self.parent, live, {t.number: t.state.name for t in trials if t.state.is_finished()})
+        finished = {t.number: t.state.name for t in trials if t.state.is_finished()}
+        reasons = {t.number: t.user_attrs[st.FAIL_REASON_ATTR] for t in trials
+                   if t.state == TrialState.FAIL and st.FAIL_REASON_ATTR in t.user_attrs}  # fmt: skip
+        self.runs.kill_stale_runs(self.parent, live, finished, reasons)
 
     def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
         # Step = trials in the study when this worker stopped: the UI charts wall time by trials.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import logging
@@ -196,18 +197,32 @@ def is_sqlite(url: str | None) -> bool:
     return bool(url) and url.startswith("sqlite")
 
 
+class RetryStaleTrial:
+    """Optuna's retry of a trial whose worker died (the same parameters, a new trial), without
+    the reason the failed one carries: the retry has not failed."""
+
+    def __init__(self, max_retry: int):
+        with quiet_experimental():
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study, trial: FrozenTrial) -> None:
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
+        self.retry(study, trial)
+
+
 def make_storage(
     url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1
 ):
     """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
     kwargs: dict[str, Any] = {}
     if heartbeat_interval:
-        with quiet_experimental():
-            retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
         kwargs.update(
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period or 3 * heartbeat_interval,
-            heartbeat_stale_trial_callback=retry,  # Optuna 5's name (failed_trial_callback is deprecated)
+            heartbeat_stale_trial_callback=RetryStaleTrial(
+                max_retry
+            ),  # Optuna 5's name (failed_trial_callback is deprecated)
         )
     if is_sqlite(url):
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}

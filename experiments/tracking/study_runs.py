@@ -140,13 +140,18 @@ class StudyRuns:
         return dict(self.client.get_run(run_id).data.tags)
 
     def kill_stale_runs(
-        self, parent_run_id: str, live_trials: set[int], finished: dict[int, str] | None = None
+        self,
+        parent_run_id: str,
+        live_trials: set[int],
+        finished: dict[int, str] | None = None,
+        reasons: dict[int, str] | None = None,
     ) -> list[str]:
         """Mark RUNNING child runs KILLED unless their trial is still live; return their ids.
 
         ``finished``: the final Optuna state of each finished trial. A run whose worker died
         after the run ended but before the sweeper tagged it gets its trial's ``sweep.state``,
-        so MLflow and Optuna agree."""
+        so MLflow and Optuna agree. ``reasons``: why failed trials failed (a signal that
+        stopped the sweep, a worker found dead), given to their runs as ``failure_reason``."""
         killed = []
         for run in self.trial_runs(parent_run_id):
             trial = run.data.tags.get("sweep.trial")
@@ -154,7 +159,8 @@ class StudyRuns:
             if state and "sweep.state" not in run.data.tags:
                 self.client.set_tag(run.info.run_id, "sweep.state", state)
             if run.info.status == "RUNNING" and (trial is None or int(trial) not in live_trials):
-                self.client.set_tag(run.info.run_id, "failure_reason", "worker died (stale trial)")
+                reason = (reasons or {}).get(int(trial)) if trial is not None else None
+                self.client.set_tag(run.info.run_id, "failure_reason", reason or "worker died (stale trial)")
                 self.client.set_terminated(run.info.run_id, status="KILLED")
                 killed.append(run.info.run_id)
         return killed

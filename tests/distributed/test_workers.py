@@ -145,6 +145,9 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     assert not [r for r in parents + children if r.info.status == "RUNNING"]
     killed = [r for r in children if int(r.data.tags["sweep.trial"]) == victim.number]
     assert [r.info.status for r in killed] == ["KILLED"]
+    reason = trials[victim.number].user_attrs["fail_reason"]  # both stores say why, the same way
+    assert reason.startswith("worker died (no heartbeat for ") and killed[0].data.tags["failure_reason"] == reason
+    assert "fail_reason" not in retry.user_attrs
     (retry_run,) = [r for r in children if int(r.data.tags["sweep.trial"]) == retry.number]
     assert retry_run.data.tags["sweep.retry_of"] == str(victim.number) and retry_run.info.status == "FINISHED"
 

@@ -3,6 +3,7 @@ run or a sweep as Ctrl-C does: real processes, real stores, the signal really se
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -145,13 +146,21 @@ def test_a_second_signal_exits_at_once(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - t0 < 10
 
 
-def test_sigterm_to_a_sweep_ends_its_trials_consistently_and_its_workers(tmp_path):
+# SIGTERM goes to the sweeper alone (a scheduler's), Ctrl-C to the terminal's whole process
+# group: the workers get it too, and must not be mistaken for workers that died.
+@pytest.mark.parametrize(("sig", "group", "reason", "line"), [
+    (signal.SIGTERM, False, "terminated by SIGTERM", "error: terminated by SIGTERM; runs in progress ended KILLED"),
+    (signal.SIGINT, True, "interrupted (KeyboardInterrupt)", "error: interrupted (Ctrl-C); runs in progress ended KILLED"),
+])  # fmt: skip
+def test_a_signal_to_a_sweep_ends_its_trials_consistently_in_both_stores_and_its_workers(
+    tmp_path, sig, group, reason, line
+):
     uri, storage = f"sqlite:///{tmp_path / 'mlflow.db'}", f"sqlite:///{tmp_path / 'optuna.db'}"
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, "trainer.epochs=400",
          "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
          f"tracking.tracking_uri={uri}"],
-        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
 
     def training() -> bool:
@@ -164,21 +173,24 @@ def test_sigterm_to_a_sweep_ends_its_trials_consistently_and_its_workers(tmp_pat
     wait_for(training, 240, proc, "a trial trained two epochs")
     workers = _descendants(proc.pid)
     assert workers  # the process launcher's fork server and workers
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
     out, err = proc.communicate(timeout=180)
-    assert proc.returncode == 143, err[-3000:]
-    assert err.strip().splitlines()[-1] == "error: terminated by SIGTERM; runs in progress ended KILLED"
+    assert proc.returncode == 128 + sig if sig != signal.SIGINT else 130, err[-3000:]
+    assert err.strip().splitlines()[-1] == line, err[-3000:]
     study = optuna.load_study(study_name="quick", storage=storage)
     assert not [t for t in study.trials if not t.state.is_finished()]
     interrupted = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert interrupted and all(t.user_attrs["fail_reason"] == "terminated by SIGTERM" for t in interrupted)
+    assert interrupted and all(t.user_attrs["fail_reason"] == reason for t in interrupted), [
+        t.user_attrs for t in interrupted
+    ]
     recorded = runs(uri)
     (parent,) = [r for r in recorded if r.data.tags.get("sweep.role") == "parent"]
-    assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"] == "terminated by SIGTERM"
+    assert parent.info.status == "KILLED" and parent.data.tags["failure_reason"] == reason
     children = {int(r.data.tags["sweep.trial"]): r for r in recorded if r.data.tags.get("sweep.role") == "trial"}
     assert all(r.info.status in ("FINISHED", "KILLED") for r in children.values())
-    for t in interrupted:
+    for t in interrupted:  # the same state and the same reason in both stores
         assert children[t.number].info.status == "KILLED"
+        assert children[t.number].data.tags["failure_reason"] == reason
     deadline = time.monotonic() + 15
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.2)

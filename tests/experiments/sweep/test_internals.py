@@ -42,3 +42,21 @@ def test_a_failed_jobs_exception_without_hydras_stderr_line(capsys):
     done = JobReturn(overrides=[], status=JobStatus.COMPLETED)
     done.return_value = 1.0
     assert internals.job_error(done) is None
+
+
+def test_stale_trials_are_known_before_optuna_fails_them(tmp_path):
+    import time
+
+    from experiments.sweep.study import make_storage
+
+    storage = make_storage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    storage.record_heartbeat(internals.trial_id(trial))  # then its worker dies: no more beats
+    time.sleep(2.2)
+    assert internals.stale_trial_ids(study) == [internals.trial_id(trial)]
+    storage.set_trial_user_attr(internals.trial_id(trial), "fail_reason", "worker died")  # still RUNNING: allowed
+    optuna.storages.fail_stale_trials(study)
+    failed = study.get_trials()[0]  # (then its retry)
+    assert failed.state == optuna.trial.TrialState.FAIL and failed.user_attrs["fail_reason"] == "worker died"
+    assert internals.stale_trial_ids(optuna.create_study()) == []  # in memory: no heartbeats
