@@ -386,6 +386,14 @@ def _extract_once(archive: Path, cfg, path_key: str = "path") -> Path:
     try:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
+    except tarfile.FilterError as err:  # a member that would land outside, a link out, a device
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise SpecError(
+            f"data.{path_key}",
+            str(archive),
+            "an archive whose members all stay inside it (refused, nothing extracted: member "
+            f"{getattr(err, 'tarinfo', None) and err.tarinfo.name!r}: {err})",
+        ) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
         shutil.rmtree(tmp, ignore_errors=True)
         raise SpecError(

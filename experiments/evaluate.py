@@ -171,7 +171,17 @@ def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> 
         )
     from experiments.tracking import load_keras_model
 
-    keras_model = load_keras_model(uri)
+    try:
+        keras_model = load_keras_model(uri)
+    except ValueError as err:
+        if "safe_mode" not in str(err):
+            raise
+        raise UserError(
+            f"RUN_ID|MODEL_URI: received {uri!r}; allowed: a model of standard or registered Keras layers "
+            "(this one holds a Lambda layer's Python code, which Keras's safe mode will not run on load: "
+            "register the layer with keras.saving.register_keras_serializable, or, if you trust the model, "
+            "load it yourself with safe_mode=False)"
+        ) from None
     spec = metadata.get("input") or _input_of(keras_model)
     probs, labels = [], []
     for x, y in dataset:

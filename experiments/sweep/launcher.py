@@ -269,6 +269,7 @@ class ProcessLauncherImpl:
         self._broken = False  # a worker died: the pool must be replaced
         self._configured = False  # Hydra's logging and the sweep directory are set up
         self.recycled = 0  # times the workers were replaced for growing (for logs and tests)
+        self._retired: list = []  # pools shut down without waiting (see close)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
@@ -391,6 +392,11 @@ class ProcessLauncherImpl:
                 for process in list(getattr(self._pool, "_processes", {}).values()):
                     process.kill()
             self._pool.shutdown(wait=wait, cancel_futures=True)
+            if not wait:
+                # Workers may still be starting: each rebuilds the pool's semaphores from their
+                # names, which the parent unlinks once the pool object is collected (a
+                # FileNotFoundError traceback from the fork server). Keep it while we live.
+                self._retired.append(self._pool)
             self._pool = None
         self._slots = None
         self._first_rss.clear()

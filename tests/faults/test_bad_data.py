@@ -65,3 +65,22 @@ def test_a_truncated_archive_is_one_line_and_leaves_nothing_behind(make_cfg, tmp
     (line,) = proc.stderr.strip().splitlines()[-1:]
     assert line.startswith(f"error: data.path: received '{archive}'") and "truncated or corrupt" in line
     assert not cache.exists() or not any(cache.iterdir())  # no partial folder left
+
+
+def test_an_archive_with_members_outside_it_is_refused_as_such(make_cfg, tmp_path):
+    import io
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ["train/cat/a.jpg", "../escape.txt"]:
+            info = tarfile.TarInfo(name)
+            info.size = 4
+            tar.addfile(info, io.BytesIO(b"data"))
+    cache = tmp_path / "cache"
+    cfg = make_cfg("data=image_folder", f"data.path={archive}", f"data.cache_dir={cache}")
+    with pytest.raises(SpecError) as err:
+        load_data(cfg.data, batch_size=8)
+    text = str(err.value)
+    assert "members all stay inside it" in text and "'../escape.txt'" in text and "corrupt" not in text
+    assert not (tmp_path / "escape.txt").exists() and not (cache / "escape.txt").exists()
+    assert not any(cache.iterdir())  # nothing half-extracted left

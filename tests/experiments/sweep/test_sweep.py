@@ -180,6 +180,14 @@ def test_repeated_configurations_reuse_values_instead_of_training(tmp_path):
     assert {n: int(v) for n, v in tagged.items() if v is not None} == dups
 
 
+def test_a_sweep_resumed_at_its_end_stops_its_starting_workers_quietly(tmp_path):
+    # Through the process pool, whose workers start while the sweeper finds the study done.
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.baselines=[]", "trainer.epochs=1")
+    again = sweep(tmp_path, "hydra.sweeper.n_trials=1", "hydra.sweeper.baselines=[]", "trainer.epochs=1")
+    assert len(load(tmp_path).trials) == 1
+    assert "Traceback" not in again.stderr and "Error" not in again.stderr, again.stderr[-3000:]
+
+
 def test_resume_reaches_exactly_n_trials_under_one_parent(tmp_path):
     # First invocation stops (timeout) after its first trial; the rerun completes the total.
     fast = "hydra/launcher=basic"  # in-process trials: no second TensorFlow import per invocation
