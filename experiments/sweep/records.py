@@ -191,7 +191,8 @@ class Recorder:
             if key in same.user_attrs:
                 trial.set_user_attr(key, same.user_attrs[key])
         trial.set_user_attr(st.DUPLICATE_ATTR, same.number)
-        trial.set_constraint(st.CONSTRAINT_KEY, 0.0)
+        for key, value in (same.constraints or {}).items():  # none where the study has none (a plain
+            trial.set_constraint(key, value)  # app): CmaEsSampler warns at each trial that has any
         arch = same.user_attrs.get(st.ARCH_ATTR, "")
         self.book.unlaunched(
             trial, values, arch, {"sweep.state": "COMPLETE", "sweep.duplicate_of": same.number}, "FINISHED"

@@ -125,7 +125,9 @@ def quiet_experimental():
 # Optuna no longer has.
 SAMPLER_ALIASES = {"nsgaii": "nsga2"}
 REMOVED_SAMPLERS = {
-    "motpe": "MOTPESampler was removed in Optuna 4.0: TPESampler optimises several objectives (use tpe)",
+    # (worded as Hydra's Optuna sweeper words it, whose tests look for "sampler was removed")
+    "motpe": "the motpe sampler was removed in Optuna 4.0 (MOTPESampler): TPESampler optimises several "
+    "objectives, use tpe",
 }
 
 

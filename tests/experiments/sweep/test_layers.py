@@ -147,3 +147,21 @@ def test_rejected_trials_do_not_count_towards_n_trials_but_a_grids_do():
     assert not st.counts_rejected(OmegaConf.create({"sampler": {"name": "tpe"}}))
     assert st.too_many_rejected(trials, n_trials=1) is None
     assert "10 trials were rejected" in (st.too_many_rejected(trials * 5, n_trials=1) or "")
+
+
+def test_a_repeat_takes_the_constraints_of_the_trial_it_repeats_and_none_where_it_has_none():
+    study = optuna.create_study(directions=["minimize"])
+    recorder = Recorder(study, NoBook(), progress=Lines())
+    first = study.ask()
+    first.set_user_attr(st.OVERRIDES_ATTR, ["x=1"])
+    study.tell(first, [1.0])  # a plain app's trial: no constraint
+    repeat = study.ask()
+    assert recorder.reuse_duplicate(repeat, {"x": 1}, ["x=1"])
+    assert study.trials[1].state == TrialState.COMPLETE and not study.trials[1].constraints
+    constrained = study.ask()
+    constrained.set_user_attr(st.OVERRIDES_ATTR, ["x=2"])
+    constrained.set_constraint(st.CONSTRAINT_KEY, 0.0)
+    study.tell(constrained, [2.0])
+    again = study.ask()
+    assert recorder.reuse_duplicate(again, {"x": 2}, ["x=2"])
+    assert study.trials[3].constraints == {st.CONSTRAINT_KEY: 0.0}
