@@ -193,7 +193,10 @@ class RunHooks:
     ``ended_ok``: exceptions that end the run FINISHED (a pruned trial) and are re-raised.
     ``store_checked``: the tracking store was checked and reaped by the caller (a sweeper).
     ``on_result(result)``: called with the :class:`~experiments.train.TrainResult` once the
-    run's metrics (and model) are logged (finalize compares its runs with it)."""
+    run's metrics (and model) are logged (finalize compares its runs with it).
+    ``on_store_lost(err)``: the tracking store failed (even before the run started) and the run
+    finished, recorded locally: called with the StoreLost, and the run returns its values
+    (a sweep's trial keeps its result) instead of raising."""
 
     callbacks: tuple = ()
     parent_run_id: str | None = None
@@ -205,6 +208,7 @@ class RunHooks:
     vet: Any = None
     store_checked: bool = False
     on_result: Any = None
+    on_store_lost: Any = None
 
 
 def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[float, ...]:
@@ -227,59 +231,69 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
     all_tags = {"data.source": cfg.data.source, "model.arch": label, **plugin_tags(cfg.model.plugins),
                 **current_hook_tags(), **dict(cfg.tracking.tags), **(tags or {})}  # fmt: skip
-    with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id, ended_ok=ended_ok) as tr:
-        if on_tracker is not None:
-            on_tracker(tr)
-        tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
-        tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
-        tr.log_dict({"class_names": list(data.class_names), **data.preprocessing.to_dict()}, "preprocessing.json")
-        tr.log_dataset(data)
-        log.info(
-            "%s on %s: %d train / %d val%s images of %s, %d classes",
-            name, cfg.data.source, data.num_train, data.num_val,
-            f" / {data.num_test} test{'' if data.test is not None else ' (held out, not loaded)'}" if data.num_test else "",
-            "x".join(map(str, data.input_shape)), data.num_classes,
-        )  # fmt: skip
-        # The cost (and summary) are logged before training: pruned and failed trials have them too.
-        log_summary = functools.partial(_log_built_model, tr, summary=cfg.tracking.log_summary)
-        result = train(
-            cfg,
-            built if built is not None else plan.spec,
-            data,
-            callbacks=(tr.epoch_callback(), *callbacks),
-            slot=slot,
-            on_built=log_summary,
-        )
-        # (best/* went to MLflow with each epoch: logged again here, without a step, its chart
-        # would start at the final value.)
-        finals = {
-            "model/epoch": result.epoch,  # the epoch whose weights the model holds (the best by result.selected_by)
-            **result.test,
-            "perf/train_images_per_s": result.images_per_s,
-            "perf/wall_time_s": result.wall_time_s,
-            "perf/train_time_s": result.train_time_s,
-            "perf/eval_time_s": result.eval_time_s,
-            "train/epochs_run": result.epochs_run,
-            "perf/fit_s": result.phases["fit_s"],  # build_compile_s went out when fit() began
-        }
-        values, model_uri = [], None
-        for objective in plan.objectives:
-            if objective == "macs":
-                values.append(float(result.cost.macs))
-            elif objective == "params":
-                values.append(float(result.cost.trainable_params))
-            elif objective == "latency_ms":
-                finals["perf/latency_ms"] = measure_latency_ms(result.model, plan.spec.input_shape)
-                values.append(finals["perf/latency_ms"])
-            else:  # the kept model's (for result.selected_by: its best, best/<metric> in MLflow)
-                values.append(result.at_epoch.get(objective, float("nan")))
-        finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test,
-                       "data/num_skipped": data.num_skipped})  # fmt: skip
-        tr.log_metrics(finals)
-        if cfg.tracking.log_model:
-            model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
-        if h.on_result is not None:
-            h.on_result(result)
+    from experiments.tracking import StoreLost
+
+    values = model_uri = None
+    try:
+        with tracker.open(run_name=name, tags=all_tags, parent_run_id=parent_run_id, ended_ok=ended_ok,
+                          local_at_start=h.on_store_lost is not None) as tr:  # fmt: skip
+            if on_tracker is not None:
+                on_tracker(tr)
+            tr.log_config(OmegaConf.to_container(cfg, resolve=True), OmegaConf.to_yaml(cfg, resolve=True))
+            tr.log_metrics({"perf/data_s": data_s})  # now: a pruned trial never reaches the final metrics
+            tr.log_dict({"class_names": list(data.class_names), **data.preprocessing.to_dict()}, "preprocessing.json")
+            tr.log_dataset(data)
+            log.info(
+                "%s on %s: %d train / %d val%s images of %s, %d classes",
+                name, cfg.data.source, data.num_train, data.num_val,
+                f" / {data.num_test} test{'' if data.test is not None else ' (held out, not loaded)'}" if data.num_test else "",
+                "x".join(map(str, data.input_shape)), data.num_classes,
+            )  # fmt: skip
+            # The cost (and summary) are logged before training: pruned and failed trials have them too.
+            log_summary = functools.partial(_log_built_model, tr, summary=cfg.tracking.log_summary)
+            result = train(
+                cfg,
+                built if built is not None else plan.spec,
+                data,
+                callbacks=(tr.epoch_callback(), *callbacks),
+                slot=slot,
+                on_built=log_summary,
+            )
+            # (best/* went to MLflow with each epoch: logged again here, without a step, its chart
+            # would start at the final value.)
+            finals = {
+                "model/epoch": result.epoch,  # the epoch whose weights the model holds (the best by result.selected_by)
+                **result.test,
+                "perf/train_images_per_s": result.images_per_s,
+                "perf/wall_time_s": result.wall_time_s,
+                "perf/train_time_s": result.train_time_s,
+                "perf/eval_time_s": result.eval_time_s,
+                "train/epochs_run": result.epochs_run,
+                "perf/fit_s": result.phases["fit_s"],  # build_compile_s went out when fit() began
+            }
+            values, model_uri = [], None
+            for objective in plan.objectives:
+                if objective == "macs":
+                    values.append(float(result.cost.macs))
+                elif objective == "params":
+                    values.append(float(result.cost.trainable_params))
+                elif objective == "latency_ms":
+                    finals["perf/latency_ms"] = measure_latency_ms(result.model, plan.spec.input_shape)
+                    values.append(finals["perf/latency_ms"])
+                else:  # the kept model's (for result.selected_by: its best, best/<metric> in MLflow)
+                    values.append(result.at_epoch.get(objective, float("nan")))
+            finals.update({"data/num_train": data.num_train, "data/num_val": data.num_val, "data/num_test": data.num_test,
+                           "data/num_skipped": data.num_skipped})  # fmt: skip
+            tr.log_metrics(finals)
+            if cfg.tracking.log_model:
+                model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
+            if h.on_result is not None:
+                h.on_result(result)
+    except StoreLost as err:  # the run finished; only the store failed
+        if h.on_store_lost is None or values is None:
+            raise
+        h.on_store_lost(err)
+        log.warning("%s", err)
     kept = result.at_epoch.get(result.selected_by)
     summary = (
         f"done: {name} | "

@@ -26,10 +26,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_store_uri: str, artifacts: Path, log_path: Path, *, workers: int = 1):
-    """Run ``mlflow server`` on 127.0.0.1 until the block exits; yields its URL once /health answers."""
-    port = free_port()
-    log = open(log_path, "w")
+def mlflow_server(
+    backend_store_uri: str, artifacts: Path, log_path: Path, *, workers: int = 1, port: int | None = None
+):
+    """Run ``mlflow server`` on 127.0.0.1 (on ``port``, else a free one) until the block exits;
+    yields its URL once /health answers."""
+    port = port or free_port()
+    log = open(log_path, "a")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", backend_store_uri,
          "--artifacts-destination", str(artifacts), "--host", "127.0.0.1", "--port", str(port),

@@ -14,6 +14,7 @@ import time
 import warnings
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -103,6 +104,8 @@ class Engine:
         finally:
             self.live = set()
         _check_some_finished(study)
+        if getattr(self.recorder.book, "lost", None) is not None:
+            raise SweepAborted(tracking_lost_line(self.recorder.book, study, self.conf.storage))
 
     def _in_flight(self, in_flight: dict) -> None:
         self.live = {p.trial.number for p in in_flight.values()}
@@ -118,6 +121,8 @@ class Engine:
             running = [t for t in trials if t.state == TrialState.RUNNING]
             if len(done) >= c.n_trials:
                 return "", []
+            if getattr(self.recorder.book, "lost", None) is not None:
+                return "the MLflow tracking store stopped answering: no new trials", []
             if stop := st.too_many_rejected(trials, c.n_trials):
                 return stop, []
             if c.epoch_budget and epochs_used(trials) >= c.epoch_budget:
@@ -184,6 +189,25 @@ class Engine:
                 f"({len(failed) / len(done):.0%} > hydra.sweeper.max_failure_rate={c.max_failure_rate:g}); "
                 f"last failure: {last}"
             )
+
+
+def tracking_lost_line(book, study, storage_url: str | None) -> str:
+    """The one line a sweep ends with when its tracking store was lost: what is kept where,
+    and how MLflow catches up."""
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    local = sorted({str(Path(d).parent) for t in trials if (d := t.user_attrs.get(st.LOCAL_DIR_ATTR))})
+    text = str(book.lost).strip()
+    if " failed " in text and "; the run finished" in text:  # a trial's StoreLost: its cause only
+        text = text.split(" failed ", 1)[1].split("; the run finished", 1)[0]
+    return (
+        f"tracking.tracking_uri: the MLflow tracking store {book.runs.tracking_uri!r} stopped answering "
+        f"({text.splitlines()[0][:160] if text else type(book.lost).__name__}); the sweep stopped with "
+        f"{len(done)} complete trial(s) in study {study.study_name!r}"
+        + (f" ({storage_url})" if storage_url else "")
+        + (f", the records of those it could not log in {', '.join(local)}" if local else "")
+        + "; once the store answers, the same command brings MLflow up to date and goes on"
+    )
 
 
 def _check_some_finished(study) -> None:

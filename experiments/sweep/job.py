@@ -27,7 +27,9 @@ from experiments.sweep.baselines import named
 from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.study import (
     CONSTRAINT_KEY,
+    LOCAL_DIR_ATTR,
     RUN_ATTR,
+    TRACKING_LOST_ATTR,
     TrialNotTrained,
     make_pruner,
     over_budget,
@@ -247,6 +249,8 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
             slot=services.training_slot(t.number),
             vet=functools.partial(_vet, cfg, trial, writer, OmegaConf.create(t.constraints or {})),
             store_checked=True,  # (by the sweeper, once for the whole sweep)
+            # A lost store costs no result: the trial is told its values, its record stays local.
+            on_store_lost=functools.partial(_store_lost, trial),
         )
         return run_task(cfg, hooks)
     finally:
@@ -261,3 +265,9 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
             trial.set_user_attr("job_pid", os.getpid())  # which worker process ran it
         except Exception:  # noqa: BLE001 - the trial may already be finished (stale, retried)
             pass
+
+
+def _store_lost(trial, err) -> None:
+    """The trial's run finished recorded locally: the study says where, for the sweeper."""
+    trial.set_user_attr(TRACKING_LOST_ATTR, str(err)[:2000])
+    trial.set_user_attr(LOCAL_DIR_ATTR, str(getattr(err, "local_dir", "")))

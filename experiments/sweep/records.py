@@ -8,6 +8,7 @@ tracking), as Optuna calls its callbacks: Optuna and MLflow always end a trial i
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from experiments.sweep import study as st
 from experiments.sweep.baselines import VS_BASELINE_ATTR, attribute_before_tell
 from experiments.sweep.executor import Job
 from experiments.sweep.internals import frozen, job_error, trial_id
+
+log = logging.getLogger("experiments.sweep")
 
 
 @dataclass
@@ -60,39 +63,83 @@ class NoBook:
 
 @dataclass
 class MlflowBook:
-    """The study's MLflow runs: a child run per trial under one parent run per study."""
+    """The study's MLflow runs: a child run per trial under one parent run per study.
+
+    When the tracking store stops answering (after the bounded retries of
+    ``tracking.retry_s``) the book is ``lost``: it makes no more calls, the sweep stops
+    launching trials, and the next invocation (the same command, once the store is back)
+    brings MLflow up to date from the study and the trials' local records (:meth:`reconcile`)."""
 
     runs: Any  # experiments.tracking.StudyRuns
     parent: str
     study_name: str
+    lost: BaseException | None = None
+
+    def _guard(self, fn, *args, **kwargs):
+        """``fn(*args)`` unless the store was lost; a store failure marks it lost."""
+        from experiments.tracking import is_store_failure
+
+        if self.lost is not None:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if not is_store_failure(err):
+                raise
+            self.lost = err
+            text = str(err).strip()
+            log.warning("tracking.tracking_uri: the MLflow tracking store %r stopped answering (%s); "
+                        "no new trials are started", self.runs.tracking_uri,
+                        text.splitlines()[0][:200] if text else type(err).__name__)  # fmt: skip
+            return None
 
     def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
         """A child run for a trial that never reached training (must precede ``tell``)."""
         base = {"sweep.study": self.study_name, "sweep.trial": trial.number, "sweep.role": "trial"}
-        run_id = self.runs.record_trial_without_training(
-            self.parent, f"t{trial.number:02d} {arch}", dict(values), {**base, **tags}, status=status
-        )
-        trial.set_user_attr(st.RUN_ATTR, run_id)
+        run_id = self._guard(self.runs.record_trial_without_training, self.parent, f"t{trial.number:02d} {arch}",
+                             dict(values), {**base, **tags}, status=status)  # fmt: skip
+        if run_id:
+            trial.set_user_attr(st.RUN_ATTR, run_id)
 
     def ended(self, told, state: TrialState, reason: str | None) -> None:
         """A launched trial was told: its run (opened by the job) gets the study's verdict."""
+        if st.TRACKING_LOST_ATTR in told.user_attrs and self.lost is None:
+            self.lost = RuntimeError(told.user_attrs[st.TRACKING_LOST_ATTR])  # its job saw it first
         run_id = st.run_of(told)
         if run_id:
             fail = {"sweep.fail_reason": reason} if state == TrialState.FAIL and reason else {}
             versus = (
                 {"sweep.vs_baseline": told.user_attrs[VS_BASELINE_ATTR]} if VS_BASELINE_ATTR in told.user_attrs else {}
             )
-            self.runs.set_tags(run_id, {"sweep.state": state.name, **fail, **versus})
+            self._guard(self.runs.set_tags, run_id, {"sweep.state": state.name, **fail, **versus})
 
     def reconcile(self, study) -> None:
         """Runs of trials whose worker died end KILLED; finished trials' runs get their state,
-        and a failed trial's run its reason (the study's and the run's agree)."""
+        and a failed trial's run its reason (the study's and the run's agree). Trials that
+        finished while the store was lost get their runs ended, or made, from their local
+        records."""
         trials = study.get_trials(deepcopy=False)
         live = {t.number for t in trials if t.state == TrialState.RUNNING}
         finished = {t.number: t.state.name for t in trials if t.state.is_finished()}
         reasons = {t.number: t.user_attrs[st.FAIL_REASON_ATTR] for t in trials
                    if t.state == TrialState.FAIL and st.FAIL_REASON_ATTR in t.user_attrs}  # fmt: skip
-        self.runs.kill_stale_runs(self.parent, live, finished, reasons)
+        lost = [t for t in trials if st.TRACKING_LOST_ATTR in t.user_attrs and t.state.is_finished()]
+        if lost:
+            self._guard(self._catch_up, lost)
+        self._guard(self.runs.kill_stale_runs, self.parent, live, finished, reasons)
+
+    def _catch_up(self, trials) -> None:
+        recorded = self.runs.trial_runs_by_number(self.parent)
+        for t in trials:
+            run = recorded.get(t.number)
+            if run is not None and run["status"] != "RUNNING":
+                continue  # caught up before
+            self.runs.catch_up_trial(
+                self.parent, run["run_id"] if run else None, f"t{t.number:02d} {t.user_attrs.get(st.ARCH_ATTR, '')}",
+                {"sweep.study": self.study_name, "sweep.trial": t.number, "sweep.role": "trial",
+                 "sweep.state": t.state.name, "tracking.recovered_from": t.user_attrs.get(st.LOCAL_DIR_ATTR, "")},
+                t.user_attrs.get(st.LOCAL_DIR_ATTR), "FAILED" if t.state == TrialState.FAIL else "FINISHED",
+            )  # fmt: skip
 
     def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
         # Step = trials in the study when this worker stopped: the UI charts wall time by trials.
@@ -100,18 +147,24 @@ class MlflowBook:
             done = len(study.get_trials(deepcopy=False))
         except Exception:  # noqa: BLE001 - storage gone; still record the wall time
             done = 0
-        self.runs.log_metric(self.parent, "sweep/wall_s", wall_s, step=done)
+        self._guard(self.runs.log_metric, self.parent, "sweep/wall_s", wall_s, step=done)
 
     def publish(self, study, summary: dict, compose, report: Path, ending: tuple[str, str | None]) -> str | None:
         """The summary, report and plots on the parent run (the report also written to
-        ``report``), which then ends with ``ending`` (status, reason); its page in the UI."""
-        from experiments.sweep.report import log_summary
+        ``report``), which then ends with ``ending`` (status, reason); its page in the UI.
+        With the store lost, the report is written locally only and the parent run is left
+        to the next invocation."""
+        from experiments.sweep.report import log_summary, write_report
         from experiments.tracking import ui_link
 
-        try:
-            log_summary(self.runs, self.parent, study, summary, compose=compose, report_copy=report)
-        finally:
-            self.runs.end(self.parent, *ending)
+        if self.lost is None:
+            try:
+                self._guard(log_summary, self.runs, self.parent, study, summary, compose=compose, report_copy=report)
+            finally:
+                self._guard(self.runs.end, self.parent, *ending)
+        if self.lost is not None:
+            write_report(report, study, summary, compose=compose)
+            return None
         return ui_link(self.runs.tracking_uri, self.runs.experiment_id, self.parent)
 
 

@@ -33,6 +33,8 @@ FAIL_REASON_ATTR = "fail_reason"
 # these names read theirs from the old MLflow-named attributes).
 PARENT_RUN_ATTR = "parent_run_id"
 RUN_ATTR = "run_id"
+TRACKING_LOST_ATTR = "tracking_lost"  # the MLflow store failed during the trial (its StoreLost)
+LOCAL_DIR_ATTR = "local_dir"  # where such a trial's record is kept (config, metrics.jsonl, model)
 _OLD_NAMES = {PARENT_RUN_ATTR: "mlflow_parent_run_id", RUN_ATTR: "mlflow_run_id"}
 
 

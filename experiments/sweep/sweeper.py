@@ -262,7 +262,7 @@ class SweeperImpl:
         c = self.conf
         if not tracking.enabled:
             return NoBook()
-        runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
+        runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name, retry_s=tracking.retry_s)
         parent = runs.parent_run(c.study_name, st.parent_run_of(study))
         study.set_user_attr(st.PARENT_RUN_ATTR, parent)
         from experiments.tracking.processes import shown_storage

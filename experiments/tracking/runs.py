@@ -64,11 +64,14 @@ class RunTracker:
         parent_run_id: str | None = None,
         run_id: str | None = None,
         ended_ok: tuple[type[BaseException], ...] = (),
+        local_at_start: bool = False,
     ):
         """Start (or resume, with ``run_id``) a run; end it FINISHED, FAILED or KILLED.
 
         Exceptions of the ``ended_ok`` types (e.g. a pruned trial) end the run FINISHED with
-        a ``stopped_early`` tag, and are re-raised.
+        a ``stopped_early`` tag, and are re-raised. ``local_at_start``: a store that fails as
+        the run starts is lost as it would be later (the run records locally, then StoreLost);
+        otherwise that failure is raised at once.
         """
         import mlflow
 
@@ -79,25 +82,30 @@ class RunTracker:
         # a failing store is reported here, once, in one line.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         mlflow.set_tracking_uri(self.tracking_uri)
-        experiment_id = self.experiment_id = get_or_create_experiment(self.experiment_name)
         all_tags = {**package_versions(), **process_tags(), **(tags or {})}
         commit = git_commit()
         if commit:
             all_tags["git_commit"] = commit
-        while mlflow.active_run() is not None:  # never nest under a leftover run
-            mlflow.end_run()
-        run = mlflow.start_run(
-            run_id=run_id,
-            experiment_id=None if run_id else experiment_id,
-            run_name=None if run_id else run_name,
-            parent_run_id=parent_run_id,
-            tags=all_tags,
-            log_system_metrics=self.system_metrics,
-        )
-        self.run_id = run.info.run_id
-        self.lost = None
+        self.run_id, self.lost, self._background = None, None, None
+        try:
+            experiment_id = self.experiment_id = get_or_create_experiment(self.experiment_name)
+            while mlflow.active_run() is not None:  # never nest under a leftover run
+                mlflow.end_run()
+            run = mlflow.start_run(
+                run_id=run_id,
+                experiment_id=None if run_id else experiment_id,
+                run_name=None if run_id else run_name,
+                parent_run_id=parent_run_id,
+                tags=all_tags,
+                log_system_metrics=self.system_metrics,
+            )
+            self.run_id = run.info.run_id
+        except Exception as err:
+            if not (local_at_start and is_store_failure(err)):
+                raise
+            self.local = LocalRecord(local_output_dir(None))
+            self._store_lost(err)
         self.local = LocalRecord(local_output_dir(self.run_id))
-        self._background = None
         try:
             yield self
             self._drain()  # a metric the store refused fails the run, as when logged directly
@@ -119,11 +127,14 @@ class RunTracker:
         if self.lost is not None:
             text = str(self.lost).strip()
             first = text.splitlines()[0][:300] if text else type(self.lost).__name__
-            raise StoreLost(
-                f"tracking.tracking_uri: the MLflow tracking store {self.tracking_uri!r} failed during run "
-                f"{self.run_id} ({first}); the run finished and its config, metrics and model are in "
+            lost = StoreLost(
+                f"tracking.tracking_uri: the MLflow tracking store {self.tracking_uri!r} failed "
+                + (f"during run {self.run_id}" if self.run_id else "as the run started")
+                + f" ({first}); the run finished and its config, metrics and model are in "
                 f"{self.local.dir.resolve()}"
             )
+            lost.local_dir = str(self.local.dir.resolve())
+            raise lost
 
     def _end(self, status: str, tag: tuple[str, str] | None = None) -> None:
         import mlflow

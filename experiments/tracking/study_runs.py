@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.tracking.store import get_or_create_experiment, git_commit, package_versions
+from experiments.tracking.store import get_or_create_experiment, git_commit, http_retries, package_versions
 
 log = logging.getLogger("experiments.tracking")
 
@@ -19,10 +19,11 @@ class StudyRuns:
     same process can start their own runs freely.
     """
 
-    def __init__(self, tracking_uri: str, experiment_name: str):
+    def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0):
         import mlflow
         from mlflow.tracking import MlflowClient
 
+        http_retries(tracking_uri, retry_s)  # every call the sweep makes gives up in about retry_s
         mlflow.set_tracking_uri(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
@@ -127,6 +128,49 @@ class StudyRuns:
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
         )
+
+    def trial_runs_by_number(self, parent_run_id: str) -> dict[int, dict]:
+        """The newest child run of each trial number: ``{run_id, status}``."""
+        out: dict[int, dict] = {}
+        for run in sorted(self.trial_runs(parent_run_id), key=lambda r: r.info.start_time or 0):
+            if (trial := run.data.tags.get("sweep.trial")) is not None:
+                out[int(trial)] = {"run_id": run.info.run_id, "status": run.info.status}
+        return out
+
+    def catch_up_trial(
+        self, parent_run_id: str, run_id: str | None, name: str, tags: Mapping[str, Any], local: str | None, status: str
+    ) -> str:
+        """Bring a trial that finished while the store was lost up to date from its local
+        record (``config.yaml``, ``metrics.jsonl``, ``model/``): its run, made if it never
+        started, gets the metrics it missed, the tags and its end."""
+        import json
+
+        from mlflow.entities import Metric
+
+        if run_id is None:
+            run_id = self.client.create_run(
+                self.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_run_id}
+            ).info.run_id
+        folder = Path(local) if local else None
+        if folder is not None and (folder / "metrics.jsonl").exists():
+            logged = self.client.get_run(run_id).data.metrics
+            last_step = {
+                k: max((m.step for m in self.client.get_metric_history(run_id, k)), default=-1) for k in logged
+            }
+            batch = []
+            for line in (folder / "metrics.jsonl").read_text().splitlines():
+                entry = json.loads(line)
+                when, step = int(entry.pop("time") * 1000), int(entry.pop("step"))
+                batch += [Metric(k, float(v), when, step) for k, v in entry.items() if step > last_step.get(k, -1)]
+            for i in range(0, len(batch), 1000):
+                self.client.log_batch(run_id, metrics=batch[i : i + 1000])
+            if (folder / "config.yaml").exists():
+                self.client.log_artifact(run_id, str(folder / "config.yaml"))
+            if (folder / "model").is_dir():
+                self.client.log_artifacts(run_id, str(folder / "model"), "model")
+        self.set_tags(run_id, tags)
+        self.client.set_terminated(run_id, status=status)
+        return run_id
 
     def finalize_runs(self, parent_run_id: str) -> list[dict]:
         """The finalize runs under a study's parent run, oldest first: ``{run_id, status, tags,

@@ -152,3 +152,70 @@ def test_runs_of_live_processes_are_left_alone(tmp_path, make_cfg, mlflow_client
         assert reap_dead_runs(tracking_uri) == []
         assert mlflow_client.get_run(tr.run_id).info.status == "RUNNING"
     assert mlflow_client.get_run(tr.run_id).info.status == "FINISHED"
+
+
+def test_a_sweep_that_loses_its_tracking_server_keeps_its_trials_stops_in_one_line_and_catches_up(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from tests.servers import free_port
+
+    backend, port = new_store(tmp_path / "server.db"), free_port()
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    epochs = 8
+
+    def command(url):
+        return [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, f"trainer.epochs={epochs}",
+                "hydra.sweeper.n_trials=4", "hydra.sweeper.baselines=[]", "hydra.sweeper.pruner.name=none",
+                f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+                f"tracking.tracking_uri={url}", "tracking.retry_s=4"]  # fmt: skip
+
+    def trials():
+        try:
+            return optuna.load_study(study_name="quick", storage=storage).trials
+        except KeyError:
+            return []
+
+    def one_done_one_training() -> bool:
+        found = trials()
+        return any(t.state == TrialState.COMPLETE for t in found) and any(
+            t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2 for t in found
+        )
+
+    with mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log", port=port) as url:
+        proc = subprocess.Popen(command(url), cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)  # fmt: skip
+        wait_for(one_done_one_training, 300, proc, "a trial complete and another training")
+        in_flight = [t.number for t in trials() if t.state == TrialState.RUNNING]
+    stopped = time.monotonic()  # the server is gone
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert time.monotonic() - stopped < 60  # noticed and ended within a minute, not MLflow's minutes of retries
+    assert "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"error: tracking.tracking_uri: the MLflow tracking store {url!r} stopped answering"), last
+    assert "the same command brings MLflow up to date" in last and len(err.strip().splitlines()) < 5, err[-3000:]
+    after = {t.number: t for t in trials()}
+    assert not [t for t in after.values() if not t.state.is_finished()]
+    for number in in_flight:  # trained to its end, kept in the study, its record on disk
+        assert after[number].state == TrialState.COMPLETE, after[number].user_attrs
+        assert Path(after[number].user_attrs["local_dir"], "metrics.jsonl").exists()
+
+    with mlflow_server(backend, tmp_path / "artifacts", tmp_path / "server.log", port=port) as url:
+        resumed = subprocess.run(command(url), cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+    done = [t for t in trials() if t.state == TrialState.COMPLETE]
+    assert len(done) == 4
+    client = MlflowClient(backend)
+    recorded = client.search_runs([client.get_experiment_by_name("resnet-blocks").experiment_id])
+    assert not [r for r in recorded if r.info.status == "RUNNING"]
+    children = {int(r.data.tags["sweep.trial"]): r for r in recorded if r.data.tags.get("sweep.role") == "trial"}
+    for t in done:  # every complete trial's run is FINISHED with all its epochs (a repeat trains none)
+        run = children[t.number]
+        assert run.info.status == "FINISHED" and run.data.tags["sweep.state"] == "COMPLETE"
+        if "duplicate_of" in t.user_attrs:
+            continue
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/accuracy")]
+        assert steps == list(range(1, epochs + 1)), (t.number, steps)
+    for number in in_flight:
+        assert children[number].data.tags["tracking.recovered_from"] == after[number].user_attrs["local_dir"]
