@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -45,6 +46,12 @@ def user_errors(fn):
         except Terminated as err:
             print(f"error: {err}; runs in progress ended KILLED", file=sys.stderr)
             sys.exit(err.exit_code)
+        except OSError as err:  # a full disk wherever it strikes: one line (others: the traceback)
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"error: no space left on device{where}", file=sys.stderr)
+            sys.exit(1)
         except KeyboardInterrupt:  # Ctrl-C: one line, as for SIGTERM (not Python's traceback)
             print("error: interrupted (Ctrl-C); runs in progress ended KILLED", file=sys.stderr)
             sys.exit(130)

@@ -56,7 +56,11 @@ def log_model(tracker, model, example_input, *, metadata: Mapping[str, Any], reg
             return f"runs:/{tracker.run_id}/model"
         path = tracker.local.dir / "model"  # the store is gone: the model is kept here
         shutil.rmtree(path, ignore_errors=True)
-        _KerasFlavour.save_model(path=str(path), model=model, **options)
+        try:
+            _KerasFlavour.save_model(path=str(path), model=model, **options)
+        except BaseException:  # (a full disk): no half-written model is left to be taken for one
+            shutil.rmtree(path, ignore_errors=True)
+            raise
     return str(path.resolve())
 
 

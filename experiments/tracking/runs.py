@@ -5,6 +5,7 @@ Ctrl-C. :class:`NullTracker` stands in when tracking is off."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from experiments.cli import RunFailure
 from experiments.signals import delivered, interruption_reason
 from experiments.tracking.background_metrics import BackgroundMetrics
 from experiments.tracking.local import LocalRecord, local_output_dir
@@ -29,6 +31,7 @@ from experiments.tracking.store import (
 )
 
 log = logging.getLogger("experiments.tracking")
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RunTracker:
@@ -118,6 +121,14 @@ class RunTracker:
             self._drain(quiet=True)
             self._end("KILLED", tag=("failure_reason", interruption_reason(err)))
             raise
+        except OSError as err:
+            self._drain(quiet=True)
+            if err.errno not in OUT_OF_SPACE:
+                self._end("FAILED", tag=("failure_reason", f"{type(err).__name__}: {err}"[:5000]))
+                raise
+            where = f" writing {err.filename}" if err.filename else ""
+            self._end("FAILED", tag=("failure_reason", f"no space left on device{where}"))
+            raise self._out_of_space(where) from None
         except BaseException as err:
             self._drain(quiet=True)
             self._end("FAILED", tag=("failure_reason", f"{type(err).__name__}: {err}"[:5000]))
@@ -135,6 +146,18 @@ class RunTracker:
             )
             lost.local_dir = str(self.local.dir.resolve())
             raise lost
+
+    def _out_of_space(self, where: str) -> RunFailure:
+        """The one line for a disk that filled up during the run: where, what the store knows
+        of the run, and what the local record kept."""
+        ended = (f"run {self.run_id} ended FAILED" if self.lost is None and self.run_id else
+                 f"run {self.run_id or '(not started)'} could not be ended in the store (it may be full too: "
+                 "python -m experiments.cleanup ends it once there is space)")  # fmt: skip
+        kept = sorted(p.name for p in self.local.dir.iterdir()) if self.local and self.local.dir.is_dir() else []
+        return RunFailure(
+            f"no space left on device{where}: {ended}; kept in {self.local.dir.resolve() if self.local else '?'}: "
+            + (", ".join(kept) if kept else "nothing")
+        )
 
     def _end(self, status: str, tag: tuple[str, str] | None = None) -> None:
         import mlflow
