@@ -156,6 +156,14 @@ def dry_build(spec: ResNetSpec, *, build: bool = True) -> ModelCost | None:
     return _DRY_BUILDS[key]
 
 
+def _device_tags() -> dict[str, str]:
+    """The devices a sweep's worker was placed on (``hydra.sweeper.devices``), where it was."""
+    import os
+
+    placed = os.environ.get("RESNET_BLOCKS_DEVICES")
+    return {"devices": placed} if placed else {}
+
+
 def _check_tracking_server(cfg: DictConfig) -> bool:
     """Probe the tracking store if it is a server (a probe writes nothing there); True if probed."""
     from experiments.tracking import check_tracking_uri, is_local_store
@@ -230,7 +238,7 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
     label = arch_label(cfg.model)
     name = run_name or cfg.tracking.run_name or f"{cfg.model.name} {label}"
     all_tags = {"data.source": cfg.data.source, "model.arch": label, **plugin_tags(cfg.model.plugins),
-                **current_hook_tags(), **dict(cfg.tracking.tags), **(tags or {})}  # fmt: skip
+                **current_hook_tags(), **_device_tags(), **dict(cfg.tracking.tags), **(tags or {})}  # fmt: skip
     from experiments.tracking import StoreLost
 
     values = model_uri = None

@@ -48,12 +48,17 @@ _CLEANUP = []  # in a worker: clean-up deferred from the running job (see defer_
 _CLEANER: threading.Thread | None = None  # in a worker: the last job's clean-up, running
 
 
-def _init_worker(slots, releases=None, data_lock=None) -> None:
-    """Worker initializer: remember the training slots; on Linux, end this worker when the
-    sweeper process dies (even by kill -9), so an orphan never keeps training a trial that
-    has been failed and retried; collect garbage between jobs only."""
+def _init_worker(slots, releases=None, data_lock=None, placement=None) -> None:
+    """Worker initializer: remember the training slots; claim a device slot (``placement``:
+    see experiments.sweep.devices); on Linux, end this worker when the sweeper process dies
+    (even by kill -9), so an orphan never keeps training a trial that has been failed and
+    retried; collect garbage between jobs only."""
     global _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER
     _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER = slots, releases, data_lock, True
+    if placement is not None:
+        from experiments.sweep.devices import claim
+
+        claim(*placement)
     die_with_parent()
     ignore_termination()  # SIGTERM/SIGHUP to the whole group: the sweeper ends the trials, then the workers
     # A trial's cyclic garbage is its model and traced graphs: about 28,000-37,000 objects
@@ -270,9 +275,15 @@ class ProcessLauncherImpl:
         self._configured = False  # Hydra's logging and the sweep directory are set up
         self.recycled = 0  # times the workers were replaced for growing (for logs and tests)
         self._retired: list = []  # pools shut down without waiting (see close)
+        self._placement: list[str] | None = None  # device slots the workers claim (see place)
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
+
+    def place(self, slots: list[str]) -> None:
+        """Put the workers on devices: one per slot (``experiments.sweep.devices``), no
+        prefetching (a worker set up ahead would hold a device it does not train on)."""
+        self._placement, self.n_jobs, self.prefetch = list(slots), len(slots), 0
 
     def set_prefetch(self, prefetch: int) -> None:
         """Run ``prefetch`` more workers than training slots, so that the next jobs are set up
@@ -307,12 +318,15 @@ class ProcessLauncherImpl:
             slots = self._slots = context.BoundedSemaphore(self.n_jobs) if self.prefetch else None
             # Trials that gave a slot back, newest last: enough for every job in flight.
             releases = context.Array("i", 1 + self.n_jobs + self.prefetch + 1) if self.prefetch else None
+            placement = None
+            if self._placement:  # each worker claims one device slot for its life
+                placement = (list(self._placement), context.Array("i", len(self._placement)), context.Lock())
             self._pool = ProcessPoolExecutor(
                 max_workers=self.n_jobs + self.prefetch,
                 mp_context=context,
                 max_tasks_per_child=self.max_trials,  # None: no count limit
                 initializer=_init_worker,
-                initargs=(slots, releases, context.Lock()),
+                initargs=(slots, releases, context.Lock(), placement),
             )
             self._broken = False
         return self._pool

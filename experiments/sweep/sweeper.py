@@ -150,6 +150,7 @@ class SweeperImpl:
         params, fixed = self._split_arguments(arguments)
         if self.resnet:
             self._load_plugins(fixed)
+        slots = self._device_slots()  # (n_jobs becomes their number: before the checks of n_jobs)
         directions, objectives, monitor, base = self._validate(params, fixed)
         hook = search_space_hook(c.custom_search_space, base)
         if c.sampler.name == "grid" and c.n_trials > (size := st.grid_size(_grid_space(params))):
@@ -159,7 +160,9 @@ class SweeperImpl:
         if c.dry_run:
             return layer.dry_run(st.make_sampler(c.sampler, _grid_space(params)), params, fixed, hook, c.dry_run)
 
-        executor = make_executor(self.launcher, self.trial_fn, c.n_jobs, c.prefetch)
+        executor = make_executor(self.launcher, self.trial_fn, c.n_jobs, 0 if slots else c.prefetch)
+        if slots:
+            executor.pool.place(slots)
         # Through our pool the jobs vet their own models: each builds it anyway, so the
         # sweeper's dry build (~0.1 s per new architecture) would be spent twice.
         layer.jobs_vet = isinstance(executor, PoolExecutor)
@@ -273,6 +276,25 @@ class SweeperImpl:
                                "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials,
                                **self._code_tags()})  # fmt: skip
         return MlflowBook(runs, parent, c.study_name)
+
+    def _device_slots(self) -> list[str] | None:
+        """``devices`` and ``trials_per_device`` as the slots the workers claim; n_jobs set to
+        their number. Only our process launcher places workers (refused with another)."""
+        from experiments.sweep.devices import device_slots
+
+        c = self.conf
+        slots = device_slots(c.devices, c.trials_per_device, c.n_jobs)
+        if slots is None:
+            return None
+        if getattr(self.launcher, "sweep_executor", None) is None:
+            raise SpecError("hydra.sweeper.devices", c.devices, "null with this launcher: workers are placed on devices "
+                            "by hydra/launcher=resnet_blocks_process (the shipped sweeps' launcher)")  # fmt: skip
+        if c.devices != "cpu" and c.n_jobs not in (1, len(slots)):
+            raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, f"1 or {len(slots)}: with devices, one trial per device "
+                            "slot (len(devices) x trials_per_device) trains at a time")  # fmt: skip
+        c.n_jobs = len(slots)
+        log.info("devices: %d worker(s), each on its own slot of %s", len(slots), ", ".join(slots))
+        return slots
 
     def _code_tags(self) -> dict[str, str]:
         """The code this sweep's config brought in (``experiments.code_tags``)."""

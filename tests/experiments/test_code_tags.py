@@ -68,7 +68,8 @@ def test_a_sweep_records_its_plugins_search_space_and_callbacks_on_every_run(tmp
 
     sweep(tmp_path, "hydra.sweeper.n_trials=2", "hydra.sweeper.baselines=[]", "trainer.epochs=1",
           "model.plugins=[examples.se_block]", "hydra.sweeper.custom_search_space=tests.plugins.search_hooks.learning_rate",
-          "+hydra.callbacks.log_return._target_=hydra.experimental.callbacks.LogJobReturnCallback")  # fmt: skip
+          "+hydra.callbacks.log_return._target_=hydra.experimental.callbacks.LogJobReturnCallback",
+          "hydra.sweeper.devices=cpu")  # fmt: skip
     _, parents, children = mlflow_runs(tmp_path)
     assert len(parents) == 1 and len(children) == 2
     for run in [*parents, *children]:
@@ -77,3 +78,4 @@ def test_a_sweep_records_its_plugins_search_space_and_callbacks_on_every_run(tmp
         assert tags["code.search_space"] == "tests.plugins.search_hooks.learning_rate"
         assert tags["code.hydra_callbacks"] == "log_return=hydra.experimental.callbacks.LogJobReturnCallback"
     assert all("trainer.learning_rate" in run.data.params for run in children)
+    assert all(run.data.tags["devices"] == "cpu" for run in children)  # where each trial trained

@@ -1,0 +1,84 @@
+"""Device placement for a sweep's workers: one slot per (device, share); each worker process
+claims a free slot when it starts and keeps it for its life, its ``CUDA_VISIBLE_DEVICES`` set
+before TensorFlow initialises CUDA (the fork server imported TensorFlow but ran no op).
+
+A slot is free when its owner process is gone (however it ended, even by kill -9), so a
+worker that replaces a recycled or dead one takes that one's device.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+from resnet_blocks import SpecError
+
+DEVICE_ENV = "RESNET_BLOCKS_DEVICES"  # a worker's devices, as its runs record them ("cpu" or "0", ...)
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices ``nvidia-smi`` lists (none without it): no TensorFlow or CUDA in this process."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def device_slots(devices: Any, trials_per_device: int, n_jobs: int) -> list[str] | None:
+    """The slots the workers claim (a GPU index, or "cpu"), or None: no placement (``null``,
+    or ``auto`` on a machine without GPUs)."""
+    if not isinstance(trials_per_device, int) or isinstance(trials_per_device, bool) or trials_per_device < 1:
+        raise SpecError("hydra.sweeper.trials_per_device", trials_per_device, "an integer >= 1")
+    if devices is None:
+        return None
+    if devices == "cpu":  # every worker hides the GPUs; as many as n_jobs says
+        return ["cpu"] * n_jobs
+    if devices == "auto":
+        found = visible_gpus()
+        return [d for d in found for _ in range(trials_per_device)] or None
+    items = list(devices) if not isinstance(devices, (str, bytes)) and hasattr(devices, "__iter__") else []
+    if (not items or len(set(items)) != len(items)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in items)):  # fmt: skip
+        raise SpecError(
+            "hydra.sweeper.devices", devices, "null, auto, cpu or a list of distinct GPU indices, e.g. [0,1,2,3]"
+        )
+    return [str(d) for d in items for _ in range(trials_per_device)]
+
+
+def claim(slots: list[str], owners, lock) -> str:
+    """Claim a free slot for this process (waiting while a replaced worker is still exiting);
+    set its devices in the environment; return them."""
+    deadline = time.monotonic() + 60
+    while True:
+        with lock:
+            for i, _ in enumerate(slots):
+                if owners[i] == 0 or not _alive(owners[i]):
+                    owners[i] = os.getpid()
+                    return place(slots[i])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no free device slot among {slots} for worker {os.getpid()}")
+        time.sleep(0.2)
+
+
+def place(devices: str) -> str:
+    """This process trains on ``devices`` ("cpu": no GPU), memory allocated as it grows."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = "" if devices == "cpu" else devices
+    os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    os.environ[DEVICE_ENV] = devices
+    return devices
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

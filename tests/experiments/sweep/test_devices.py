@@ -1,0 +1,70 @@
+"""Device placement from the config: each worker its own device slot, for its whole life."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments.sweep.devices import device_slots
+from resnet_blocks import SpecError
+from tests.conftest import REPO_ROOT, subprocess_env
+
+APP = REPO_ROOT / "tests" / "plugins" / "where_app.py"
+
+
+def test_device_slots_from_the_config(monkeypatch):
+    assert device_slots(None, 1, 1) is None
+    assert device_slots([0, 1], 2, 1) == ["0", "0", "1", "1"]
+    assert device_slots("cpu", 1, 3) == ["cpu", "cpu", "cpu"]
+    monkeypatch.setattr("experiments.sweep.devices.visible_gpus", lambda: [])
+    assert device_slots("auto", 1, 1) is None  # no GPU: as without placement, no warning
+    monkeypatch.setattr("experiments.sweep.devices.visible_gpus", lambda: ["0", "1"])
+    assert device_slots("auto", 1, 1) == ["0", "1"]
+    for bad in ([], [0, 0], [-1], ["a"], "gpu"):
+        with pytest.raises(SpecError) as err:
+            device_slots(bad, 1, 1)
+        assert err.value.field == "hydra.sweeper.devices"
+    with pytest.raises(SpecError):
+        device_slots([0], 0, 1)
+
+
+def _sweep(tmp_path, *overrides):
+    args = [sys.executable, str(APP), "--multirun", "hydra/sweeper=resnet_blocks", "hydra/launcher=resnet_blocks_process",
+            f"record={tmp_path / 'where.jsonl'}", "x=range(0,8)", "hydra.sweeper.n_trials=8",
+            "hydra.sweeper.sampler.name=grid", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'o.db'}",
+            "hydra.sweeper.allow_sqlite_parallel=true", "hydra.sweeper.direction=minimize",
+            f"hydra.sweep.dir={tmp_path / 'm'}", *overrides]  # fmt: skip
+    return subprocess.run(args, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_with_four_devices_eight_trials_run_four_at_a_time_each_on_one_device_of_its_own(tmp_path):
+    out = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
+    assert sorted(j["x"] for j in jobs) == list(range(8))
+    assert all(j["cuda_visible_devices"] in {"0", "1", "2", "3"} for j in jobs)  # exactly one device each
+    assert all(j["growth"] == "true" for j in jobs)
+    by_pid = {}
+    for j in jobs:  # a worker keeps its device for its life
+        by_pid.setdefault(j["pid"], set()).add(j["cuda_visible_devices"])
+    assert all(len(d) == 1 for d in by_pid.values())
+    for a, b in itertools.combinations(jobs, 2):  # never two at once on one device
+        if a["cuda_visible_devices"] == b["cuda_visible_devices"]:
+            assert a["end"] <= b["start"] or b["end"] <= a["start"], (a, b)
+    most = max(sum(1 for j in jobs if j["start"] <= t < j["end"]) for t in (j["start"] for j in jobs))
+    assert most == 4  # the pool runs one worker per device
+
+
+@pytest.mark.slow
+def test_two_trials_per_device_share_it_and_more_jobs_than_slots_are_refused(tmp_path):
+    out = _sweep(tmp_path, "hydra.sweeper.devices=[5]", "hydra.sweeper.trials_per_device=2")
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
+    assert {j["cuda_visible_devices"] for j in jobs} == {"5"} and len({j["pid"] for j in jobs}) == 2
+    bad = _sweep(tmp_path, "hydra.sweeper.devices=[0,1]", "hydra.sweeper.n_jobs=3", "hydra.sweeper.study_name=other")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: hydra.sweeper.n_jobs: received 3")
