@@ -50,13 +50,13 @@ _CLEANER: threading.Thread | None = None  # in a worker: the last job's clean-up
 
 def _init_worker(slots, releases=None, data_lock=None, placement=None) -> None:
     """Worker initializer: remember the training slots; claim a device slot (``placement``:
-    see experiments.sweep.devices); on Linux, end this worker when the sweeper process dies
+    see experiments.devices); on Linux, end this worker when the sweeper process dies
     (even by kill -9), so an orphan never keeps training a trial that has been failed and
     retried; collect garbage between jobs only."""
     global _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER
     _SLOTS, _RELEASES, _DATA_LOCK, _IN_WORKER = slots, releases, data_lock, True
     if placement is not None:
-        from experiments.sweep.devices import claim
+        from experiments.devices import claim
 
         claim(*placement)
     die_with_parent()
@@ -281,7 +281,7 @@ class ProcessLauncherImpl:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
 
     def place(self, slots: list[str]) -> None:
-        """Put the workers on devices: one per slot (``experiments.sweep.devices``), no
+        """Put the workers on devices: one per slot (``experiments.devices``), no
         prefetching (a worker set up ahead would hold a device it does not train on)."""
         self._placement, self.n_jobs, self.prefetch = list(slots), len(slots), 0
 

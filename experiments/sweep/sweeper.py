@@ -280,7 +280,7 @@ class SweeperImpl:
     def _device_slots(self) -> list[str] | None:
         """``devices`` and ``trials_per_device`` as the slots the workers claim; n_jobs set to
         their number. Only our process launcher places workers (refused with another)."""
-        from experiments.sweep.devices import device_slots
+        from experiments.devices import device_slots
 
         c = self.conf
         slots = device_slots(c.devices, c.trials_per_device, c.n_jobs)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from experiments.sweep.devices import device_slots
+from experiments.devices import device_slots
 from resnet_blocks import SpecError
 from tests.conftest import REPO_ROOT, subprocess_env
 
@@ -20,9 +20,9 @@ def test_device_slots_from_the_config(monkeypatch):
     assert device_slots(None, 1, 1) is None
     assert device_slots([0, 1], 2, 1) == ["0", "0", "1", "1"]
     assert device_slots("cpu", 1, 3) == ["cpu", "cpu", "cpu"]
-    monkeypatch.setattr("experiments.sweep.devices.visible_gpus", lambda: [])
+    monkeypatch.setattr("experiments.devices.visible_gpus", lambda: [])
     assert device_slots("auto", 1, 1) is None  # no GPU: as without placement, no warning
-    monkeypatch.setattr("experiments.sweep.devices.visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr("experiments.devices.visible_gpus", lambda: ["0", "1"])
     assert device_slots("auto", 1, 1) == ["0", "1"]
     for bad in ([], [0, 0], [-1], ["a"], "gpu"):
         with pytest.raises(SpecError) as err:
