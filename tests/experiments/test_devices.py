@@ -67,4 +67,6 @@ def test_two_trials_per_device_share_it_and_more_jobs_than_slots_are_refused(tmp
     jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
     assert {j["cuda_visible_devices"] for j in jobs} == {"5"} and len({j["pid"] for j in jobs}) == 2
     bad = _sweep(tmp_path, "hydra.sweeper.devices=[0,1]", "hydra.sweeper.n_jobs=3", "hydra.sweeper.study_name=other")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: hydra.sweeper.n_jobs: received 3")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: hydra.sweeper.n_jobs: received 3"
+    )

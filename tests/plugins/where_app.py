@@ -11,7 +11,6 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 
-
 # (a plain dict: the jobs' configs go to worker processes, where this module is not __main__)
 ConfigStore.instance().store(name="where", node={"x": 0.0, "record": "where.jsonl", "hold_s": 1.5})
 
