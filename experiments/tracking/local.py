@@ -40,3 +40,14 @@ class LocalRecord:
         )
         with (self.dir / "metrics.jsonl").open("a") as f:
             f.write(line + "\n")
+
+
+def out_of_space_line(local: LocalRecord | None, run_id: str | None, ended: bool, where: str) -> str:
+    """A disk that filled up during a run, in one line: where, what the store knows of the run
+    (``ended``: FAILED was written), and what its local record kept."""
+    state = (f"run {run_id} ended FAILED" if ended and run_id else
+             f"run {run_id or '(not started)'} could not be ended in the store (it may be full too: "
+             "python -m experiments.cleanup ends it once there is space)")  # fmt: skip
+    kept = sorted(p.name for p in local.dir.iterdir()) if local and local.dir.is_dir() else []
+    folder = local.dir.resolve() if local else "?"
+    return f"no space left on device{where}: {state}; kept in {folder}: " + (", ".join(kept) if kept else "nothing")

@@ -16,7 +16,7 @@ from typing import Any
 from experiments.cli import RunFailure
 from experiments.signals import delivered, interruption_reason
 from experiments.tracking.background_metrics import BackgroundMetrics
-from experiments.tracking.local import LocalRecord, local_output_dir
+from experiments.tracking.local import LocalRecord, local_output_dir, out_of_space_line
 from experiments.tracking.processes import process_tags
 from experiments.tracking.store import (
     INHERITED_ENV,
@@ -148,16 +148,8 @@ class RunTracker:
             raise lost
 
     def _out_of_space(self, where: str) -> RunFailure:
-        """The one line for a disk that filled up during the run: where, what the store knows
-        of the run, and what the local record kept."""
-        ended = (f"run {self.run_id} ended FAILED" if self.lost is None and self.run_id else
-                 f"run {self.run_id or '(not started)'} could not be ended in the store (it may be full too: "
-                 "python -m experiments.cleanup ends it once there is space)")  # fmt: skip
-        kept = sorted(p.name for p in self.local.dir.iterdir()) if self.local and self.local.dir.is_dir() else []
-        return RunFailure(
-            f"no space left on device{where}: {ended}; kept in {self.local.dir.resolve() if self.local else '?'}: "
-            + (", ".join(kept) if kept else "nothing")
-        )
+        """The one line for a disk that filled up during the run (:func:`out_of_space_line`)."""
+        return RunFailure(out_of_space_line(self.local, self.run_id, self.lost is None, where))
 
     def _end(self, status: str, tag: tuple[str, str] | None = None) -> None:
         import mlflow
