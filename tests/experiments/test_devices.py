@@ -43,7 +43,7 @@ def _sweep(tmp_path, *overrides):
 
 @pytest.mark.slow
 def test_with_four_devices_eight_trials_run_four_at_a_time_each_on_one_device_of_its_own(tmp_path):
-    out = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]")
+    out = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]", "hold_s=5")  # (long enough for all 4 to overlap)
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
     assert sorted(j["x"] for j in jobs) == list(range(8))
