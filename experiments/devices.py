@@ -30,25 +30,35 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
 
 
-def device_slots(devices: Any, trials_per_device: int, n_jobs: int) -> list[str] | None:
-    """The slots the workers claim (a GPU index, or "cpu"), or None: no placement (``null``,
-    or ``auto`` on a machine without GPUs)."""
-    if not isinstance(trials_per_device, int) or isinstance(trials_per_device, bool) or trials_per_device < 1:
-        raise SpecError("hydra.sweeper.trials_per_device", trials_per_device, "an integer >= 1")
+def device_slots(devices: Any, trials_per_device: int, n_jobs: int, devices_per_trial: int = 1) -> list[str] | None:
+    """The slots the workers claim (GPU indices such as "0" or "0,1", or "cpu"), or None: no
+    placement (``null``, or ``auto`` on a machine without GPUs). ``devices_per_trial``
+    consecutive devices make one slot (a trial with ``trainer.distribute=mirrored``)."""
+    for name, value in (("trials_per_device", trials_per_device), ("devices_per_trial", devices_per_trial)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise SpecError(f"hydra.sweeper.{name}", value, "an integer >= 1")
     if devices is None:
         return None
     if devices == "cpu":  # every worker hides the GPUs; as many as n_jobs says
         return ["cpu"] * n_jobs
     if devices == "auto":
-        found = visible_gpus()
-        return [d for d in found for _ in range(trials_per_device)] or None
-    items = list(devices) if not isinstance(devices, (str, bytes)) and hasattr(devices, "__iter__") else []
-    if (not items or len(set(items)) != len(items)
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in items)):  # fmt: skip
-        raise SpecError(
-            "hydra.sweeper.devices", devices, "null, auto, cpu or a list of distinct GPU indices, e.g. [0,1,2,3]"
-        )
-    return [str(d) for d in items for _ in range(trials_per_device)]
+        items = [int(d) for d in visible_gpus()]
+        if not items:
+            return None
+    else:
+        items = list(devices) if not isinstance(devices, (str, bytes)) and hasattr(devices, "__iter__") else []
+        if (not items or len(set(items)) != len(items)
+                or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in items)):  # fmt: skip
+            raise SpecError(
+                "hydra.sweeper.devices", devices, "null, auto, cpu or a list of distinct GPU indices, e.g. [0,1,2,3]"
+            )
+    if len(items) % devices_per_trial:
+        raise SpecError("hydra.sweeper.devices_per_trial", devices_per_trial,
+                        f"a divisor of the number of devices ({len(items)}: {items})")  # fmt: skip
+    groups = [
+        ",".join(str(d) for d in items[i : i + devices_per_trial]) for i in range(0, len(items), devices_per_trial)
+    ]
+    return [g for g in groups for _ in range(trials_per_device)]
 
 
 def claim(slots: list[str], owners, lock) -> str:

@@ -283,7 +283,7 @@ class SweeperImpl:
         from experiments.devices import device_slots
 
         c = self.conf
-        slots = device_slots(c.devices, c.trials_per_device, c.n_jobs)
+        slots = device_slots(c.devices, c.trials_per_device, c.n_jobs, c.devices_per_trial)
         if slots is None:
             return None
         if getattr(self.launcher, "sweep_executor", None) is None:
@@ -291,7 +291,7 @@ class SweeperImpl:
                             "by hydra/launcher=resnet_blocks_process (the shipped sweeps' launcher)")  # fmt: skip
         if c.devices != "cpu" and c.n_jobs not in (1, len(slots)):
             raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, f"1 or {len(slots)}: with devices, one trial per device "
-                            "slot (len(devices) x trials_per_device) trains at a time")  # fmt: skip
+                            "slot (len(devices) / devices_per_trial x trials_per_device) trains at a time")  # fmt: skip
         c.n_jobs = len(slots)
         log.info("devices: %d worker(s), each on its own slot of %s", len(slots), ", ".join(slots))
         return slots

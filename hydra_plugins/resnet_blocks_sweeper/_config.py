@@ -59,9 +59,11 @@ class SweeperConf:
     # Devices for the trials (hydra/launcher=resnet_blocks_process): null (each worker sees what
     # the machine has), auto (every GPU nvidia-smi lists; CPU where there is none), cpu, or a
     # list of GPU indices. Each worker gets its own (CUDA_VISIBLE_DEVICES, set before TensorFlow
-    # starts), trials_per_device workers share one, and n_jobs becomes the number of such slots.
+    # starts), trials_per_device workers share one, and n_jobs becomes the number of such slots;
+    # devices_per_trial consecutive devices make one slot (trainer.distribute=mirrored trials).
     devices: Any = None
     trials_per_device: int = 1
+    devices_per_trial: int = 1
     timeout: float | None = None  # seconds for this invocation
     epoch_budget: int | None = None  # stop launching trials once this many epochs were trained
     # Trials entered first, to compare every trial with: null is [default] (the run config's own

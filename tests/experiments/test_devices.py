@@ -30,6 +30,11 @@ def test_device_slots_from_the_config(monkeypatch):
         assert err.value.field == "hydra.sweeper.devices"
     with pytest.raises(SpecError):
         device_slots([0], 0, 1)
+    assert device_slots([0, 1, 2, 3], 1, 1, devices_per_trial=2) == ["0,1", "2,3"]  # mirrored trials
+    assert device_slots([0, 1], 2, 1, devices_per_trial=2) == ["0,1", "0,1"]
+    with pytest.raises(SpecError) as err:
+        device_slots([0, 1, 2], 1, 1, devices_per_trial=2)
+    assert err.value.field == "hydra.sweeper.devices_per_trial"
 
 
 def _sweep(tmp_path, *overrides):
@@ -66,6 +71,12 @@ def test_two_trials_per_device_share_it_and_more_jobs_than_slots_are_refused(tmp
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
     assert {j["cuda_visible_devices"] for j in jobs} == {"5"} and len({j["pid"] for j in jobs}) == 2
+    (tmp_path / "where.jsonl").unlink()
+    pairs = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]", "hydra.sweeper.devices_per_trial=2",
+                   "hydra.sweeper.study_name=pairs")  # fmt: skip
+    assert pairs.returncode == 0, pairs.stderr[-3000:]
+    jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
+    assert {j["cuda_visible_devices"] for j in jobs} == {"0,1", "2,3"}  # two devices of its own per trial
     bad = _sweep(tmp_path, "hydra.sweeper.devices=[0,1]", "hydra.sweeper.n_jobs=3", "hydra.sweeper.study_name=other")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: hydra.sweeper.n_jobs: received 3"
