@@ -67,7 +67,7 @@ def claim(slots: list[str], owners, lock) -> str:
     deadline = time.monotonic() + 60
     while True:
         with lock:
-            for i, _ in enumerate(slots):
+            for i in range(len(slots)):
                 if owners[i] == 0 or not _alive(owners[i]):
                     owners[i] = os.getpid()
                     return place(slots[i])

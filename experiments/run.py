@@ -160,7 +160,9 @@ def _device_tags() -> dict[str, str]:
     """The devices a sweep's worker was placed on (``hydra.sweeper.devices``), where it was."""
     import os
 
-    placed = os.environ.get("RESNET_BLOCKS_DEVICES")
+    from experiments.devices import DEVICE_ENV
+
+    placed = os.environ.get(DEVICE_ENV)
     return {"devices": placed} if placed else {}
 
 
