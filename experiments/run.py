@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -158,8 +159,6 @@ def dry_build(spec: ResNetSpec, *, build: bool = True) -> ModelCost | None:
 
 def _device_tags() -> dict[str, str]:
     """The devices a sweep's worker was placed on (``hydra.sweeper.devices``), where it was."""
-    import os
-
     from experiments.devices import DEVICE_ENV
 
     placed = os.environ.get(DEVICE_ENV)

@@ -153,13 +153,10 @@ def study_baselines(study, best) -> list[tuple]:
 
 def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
     """Train, evaluate and rank; return the ranked candidates and the winner's record."""
-    import keras
-
     from experiments.run import RunHooks, run_task
     from experiments.signals import interruption_reason
     from experiments.sweep.study import load_study_or_error, parent_run_of
     from experiments.tracking import StudyRuns, check_tracking_uri
-    from experiments.train import measure_latency_ms
 
     study = load_study_or_error(args.study, args.storage)
     candidates, configs = plan(study, args)
@@ -168,10 +165,14 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
     if not tracking.enabled:
         raise UserError("tracking.enabled: received false; allowed: true (finalize logs runs and models to MLflow)")
     check_tracking_uri(tracking.tracking_uri)
-    runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name)
+    runs = StudyRuns(tracking.tracking_uri, tracking.experiment_name, retry_s=tracking.retry_s)
     known = runs.existing_parent(args.study, parent_run_of(study))
     digests = {key: config_digest(cfg) for key, cfg in configs.items()}
     round_no, reused = resume_round(runs.finalize_runs(known) if known else [], digests, args)
+    import keras  # (TensorFlow: after every refusal)
+
+    from experiments.train import measure_latency_ms
+
     parent = runs.parent_run(args.study, known)
     total = len(configs)
     status, reason = "FINISHED", None

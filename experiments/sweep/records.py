@@ -77,21 +77,18 @@ class MlflowBook:
 
     def _guard(self, fn, *args, **kwargs):
         """``fn(*args)`` unless the store was lost; a store failure marks it lost."""
-        from experiments.tracking import is_store_failure
+        from experiments.tracking import unless_store_fails
 
         if self.lost is not None:
             return None
-        try:
-            return fn(*args, **kwargs)
-        except Exception as err:
-            if not is_store_failure(err):
-                raise
-            self.lost = err
-            text = str(err).strip()
-            log.warning("tracking.tracking_uri: the MLflow tracking store %r stopped answering (%s); "
-                        "no new trials are started", self.runs.tracking_uri,
-                        text.splitlines()[0][:200] if text else type(err).__name__)  # fmt: skip
-            return None
+        return unless_store_fails(fn, *args, on_failure=self._store_lost, **kwargs)
+
+    def _store_lost(self, err: BaseException) -> None:
+        from experiments.tracking import first_line
+
+        self.lost = err
+        log.warning("tracking.tracking_uri: the MLflow tracking store %r stopped answering (%s); "
+                    "no new trials are started", self.runs.tracking_uri, first_line(err))  # fmt: skip
 
     def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
         """A child run for a trial that never reached training (must precede ``tell``)."""

@@ -18,6 +18,7 @@ from experiments.tracking.store import (
     StoreLost,
     check_tracking_uri,
     client,
+    first_line,
     flatten,
     get_or_create_experiment,
     git_commit,
@@ -26,13 +27,14 @@ from experiments.tracking.store import (
     is_store_failure,
     package_versions,
     ui_link,
+    unless_store_fails,
     warm_up,
 )
 from experiments.tracking.study_runs import StudyRuns
 
 __all__ = [
     "LocalRecord", "NullTracker", "RunTracker", "StoreLost", "StudyRuns", "check_tracking_uri", "client",
-    "flatten", "get_or_create_experiment", "git_commit", "http_retries", "is_local_store", "is_store_failure",
+    "first_line", "flatten", "get_or_create_experiment", "git_commit", "http_retries", "is_local_store", "is_store_failure",
     "load_keras_model", "local_output_dir", "model_info", "package_versions", "process_tags",
-    "reap_dead_runs", "register_run_model", "run_config_text", "ui_link", "warm_up",
+    "reap_dead_runs", "register_run_model", "run_config_text", "ui_link", "unless_store_fails", "warm_up",
 ]  # fmt: skip

@@ -21,6 +21,7 @@ from experiments.tracking.processes import process_tags
 from experiments.tracking.store import (
     INHERITED_ENV,
     StoreLost,
+    first_line,
     flatten,
     get_or_create_experiment,
     git_commit,
@@ -28,6 +29,7 @@ from experiments.tracking.store import (
     is_store_failure,
     package_versions,
     ui_link,
+    unless_store_fails,
 )
 
 log = logging.getLogger("experiments.tracking")
@@ -136,8 +138,7 @@ class RunTracker:
         else:
             self._end("FINISHED")
         if self.lost is not None:
-            text = str(self.lost).strip()
-            first = text.splitlines()[0][:300] if text else type(self.lost).__name__
+            first = first_line(self.lost, 300)
             lost = StoreLost(
                 f"tracking.tracking_uri: the MLflow tracking store {self.tracking_uri!r} failed "
                 + (f"during run {self.run_id}" if self.run_id else "as the run started")
@@ -163,22 +164,14 @@ class RunTracker:
         it lost (and is logged once) instead of failing the run."""
         if self.lost is not None:
             return None
-        try:
-            return fn(*args, **kwargs)
-        except Exception as err:
-            if not is_store_failure(err):
-                raise
-            self._store_lost(err)
-            return None
+        return unless_store_fails(fn, *args, on_failure=self._store_lost, **kwargs)
 
     def _store_lost(self, err: BaseException) -> None:
         if self.lost is None:
             self.lost = err
-            text = str(err).strip()
             log.warning(
                 "tracking.tracking_uri: MLflow tracking store %r failed (%s); this run goes on and records in %s",
-                self.tracking_uri, text.splitlines()[0][:200] if text else type(err).__name__,
-                self.local.dir if self.local else "?",
+                self.tracking_uri, first_line(err), self.local.dir if self.local else "?",
             )  # fmt: skip
 
     def _drain(self, *, quiet: bool = False) -> None:

@@ -147,6 +147,24 @@ def is_store_failure(err: BaseException) -> bool:
     return isinstance(err, (requests.exceptions.RequestException, sqlalchemy.exc.OperationalError, ConnectionError))
 
 
+def unless_store_fails(fn, *args, on_failure, **kwargs):
+    """``fn(*args, **kwargs)``; a store failure (:func:`is_store_failure`) goes to
+    ``on_failure(err)`` and gives None instead of raising; any other error is raised."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:
+        if not is_store_failure(err):
+            raise
+        on_failure(err)
+        return None
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an error's text (its type's name when it has none), for one-line reports."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 def http_retries(uri: str, retry_s: float) -> None:
     """Bound MLflow's HTTP retries to about ``retry_s`` seconds per request (its defaults retry
     for minutes): 3 attempts of ``retry_s / 4`` each with back-offs of 1 and 2 s. Process-wide
