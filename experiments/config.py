@@ -90,7 +90,8 @@ class TrainerConfig:
     distribute: str = "none"  # none | mirrored (tf.distribute.MirroredStrategy over this machine's GPUs)
     seed: int = 0
     deterministic: bool = False  # tf op determinism (slower)
-    checkpoint_dir: str | None = None  # Keras BackupAndRestore: resume an interrupted run
+    checkpoint_dir: str | None = None  # a checkpoint each epoch; the same command resumes an interrupted run
+    keep_checkpoints: bool = False  # keep them once the run has ended (removed otherwise)
     early_stopping_patience: int | None = None
     monitor: str = "val/accuracy"  # metric for early stopping and the objective
     steps_per_epoch: int | None = None

@@ -46,3 +46,13 @@ def create_training_variables(model, dataset) -> None:
         backend.compute_output_spec(model._compute_loss, x, y, y_pred, sample_weight=None, training=False)  # noqa: SLF001 - the compiled loss, as the train step calls it
     except Exception as err:  # noqa: BLE001 - only an optimisation
         log.debug("compiled metrics left to the first train step: %s", err)
+
+
+# How many times ``Model.fit`` iterates a finite training dataset per epoch (TensorFlow
+# backend, no ``steps_per_epoch``): once for the epoch, and once more as the epoch ends, when
+# Keras's epoch iterator makes the next epoch's iterator ahead (``EpochIterator`` in
+# keras/src/trainers/epoch_iterator.py), which it then makes again. Each iteration draws new
+# shuffle and augmentation seeds, so a run resumed after ``k`` epochs advances its dataset by
+# ``k`` times this to see what the uninterrupted run saw (experiments.train). Behaviour, not
+# an API: ``test_fit_iterates_a_dataset_this_many_times_per_epoch`` measures it.
+FIT_ITERATIONS_PER_EPOCH = 2

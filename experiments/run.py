@@ -278,6 +278,8 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
                 "perf/train_time_s": result.train_time_s,
                 "perf/eval_time_s": result.eval_time_s,
                 "train/epochs_run": result.epochs_run,
+                "train/epochs_resumed": result.epochs_resumed,  # restored from a checkpoint, not trained here
+                "train/steps_trained": result.steps_trained,
                 "perf/fit_s": result.phases["fit_s"],  # build_compile_s went out when fit() began
             }
             values, model_uri = [], None
@@ -298,6 +300,7 @@ def run_task(cfg: DictConfig, hooks: RunHooks | None = None) -> float | tuple[fl
                 model_uri = log_serving_model(tr, result.model, data, cfg.tracking.register_model)
             if h.on_result is not None:
                 h.on_result(result)
+            result.drop_checkpoints()  # (recorded: a later attempt has nothing to resume)
     except StoreLost as err:  # the run finished; only the store failed
         if h.on_store_lost is None or values is None:
             raise

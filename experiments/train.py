@@ -12,6 +12,7 @@ from typing import Any
 
 import keras
 
+from experiments import checkpoints
 from experiments.background import HoldWritesBetweenEpochs, OrderedWriter, release_writes
 from experiments.cli import RunFailure
 from experiments.keras_internals import create_training_variables
@@ -38,7 +39,9 @@ class TrainResult:
     wall_time_s: float
     train_time_s: float
     eval_time_s: float
-    epochs_run: int
+    epochs_run: int  # epochs trained in all, by this attempt and those it resumed
+    epochs_resumed: int = 0  # of which trained by an earlier attempt (restored from its checkpoint)
+    steps_trained: int = 0  # batches trained by this attempt
     model: Any = field(repr=False, default=None)  # the network behind its preprocessing layers
     # The epoch (1-based) whose weights ``model`` holds: the best by ``selected_by``, restored
     # when training ends, so the model that is saved, evaluated and shipped is the one whose
@@ -47,6 +50,12 @@ class TrainResult:
     selected_by: str = "val/accuracy"
     at_epoch: dict[str, float] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)  # seconds: build_compile_s, fit_s
+    checkpoints: Any = field(repr=False, default=None)  # removed by the caller once the run is recorded
+
+    def drop_checkpoints(self) -> None:
+        """The run is recorded: its checkpoints (``trainer.checkpoint_dir``) are of no more use."""
+        if self.checkpoints is not None:
+            self.checkpoints.remove()
 
 
 def _schedule(t, steps_per_epoch: int):
@@ -120,6 +129,16 @@ class KeepBestEpoch(keras.callbacks.Callback):
             self.model.set_weights(self._weights)
         self._weights = None
 
+    def best_weights(self):
+        """The copy of the best epoch's weights (None: the model holds them, or none yet)."""
+        return self._weights
+
+    def resume(self, ckpt, weights) -> None:
+        """Carry on from a checkpoint: its best value and epoch, and (``weights``) the best
+        epoch's weights where that is not the checkpoint's own epoch."""
+        self.best, self.epoch, self.last = ckpt.best_value, ckpt.best_epoch, ckpt.epochs - 1
+        self._weights = weights
+
 
 def _callbacks(t, extra: Sequence[Any]):
     timing = EpochTiming()
@@ -129,8 +148,6 @@ def _callbacks(t, extra: Sequence[Any]):
     # Between epochs, store writes queued by the callbacks wait for the next epoch's steps.
     guard = FiniteLossGuard()
     cbs: list[Any] = [InterruptAtBatchEnd(), timing, HoldWritesBetweenEpochs(), guard]
-    if t.checkpoint_dir:
-        cbs.append(keras.callbacks.BackupAndRestore(backup_dir=t.checkpoint_dir))
     if t.early_stopping_patience:
         mode = "max" if t.monitor.endswith("accuracy") else "min"
         cbs.append(
@@ -325,7 +342,7 @@ def train(
     precision = contextlib.ExitStack()  # (closed last, in the finally below)
     precision.enter_context(_seeded_precision(t))
     phases: dict[str, float] = {}
-    guard = None
+    guard = saved = epoch_checkpoints = None
     try:
         t0 = time.perf_counter()
         built = model if isinstance(model, BuiltModel) else None
@@ -363,6 +380,14 @@ def train(
         cbs.insert(
             1, keep
         )  # after the epoch timer (its copy is not training time); the weights are back before the others' train end
+        resumed = None
+        if t.checkpoint_dir:
+            saved = checkpoints.CheckpointDir(t.checkpoint_dir, run_fingerprint(cfg))
+            resumed = _resume(saved, model, keep, callbacks)
+            epoch_checkpoints = checkpoints.EpochCheckpoints(
+                saved, keep, resumed.history if resumed else [], lambda logs: keras_logs_to_metrics(logs, model)
+            )
+            cbs.insert(2, epoch_checkpoints)
         if slot is not None and hasattr(slot, "release") and test_ds is None:
             cbs.append(ReleaseSlotAfterLastEpoch(slot))  # last: after every other epoch-end callback
         phases["build_compile_s"] = time.perf_counter() - t0 + prebuilt_s
@@ -372,6 +397,7 @@ def train(
         timing.phases = phases
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
+        train_ds = _past_trained_epochs(train_ds, resumed, t.steps_per_epoch)
         t0 = time.perf_counter()
         with slot if slot is not None else contextlib.nullcontext():
             if slot is not None:
@@ -381,20 +407,38 @@ def train(
                 train_ds,
                 validation_data=val_ds,
                 epochs=t.epochs,
+                initial_epoch=resumed.epochs if resumed else 0,
                 steps_per_epoch=t.steps_per_epoch,
                 callbacks=cbs,
                 verbose=t.verbose,
                 shuffle=False,  # the pipeline shuffles; Keras warns if asked to
             )
             phases["fit_s"] = time.perf_counter() - t0
+            steps_trained = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - (
+                resumed.steps if resumed else 0
+            )
             test = {}
             if test_ds is not None:
                 values = model.evaluate(test_ds, verbose=0, return_dict=True)
                 test = {f"test/{k}": float(v) for k, v in values.items()}
         hist: dict[str, list[float]] = {}
+        for metrics in resumed.history if resumed else ():  # the epochs an earlier attempt trained
+            for k, v in metrics.items():
+                if k != "lr":
+                    hist.setdefault(k, []).append(v)
         for i in range(len(history.epoch)):
             for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
                 hist.setdefault(k, []).append(v)
+    except KeyboardInterrupt:  # (Ctrl-C, SIGTERM): the checkpoints stay for the next attempt
+        if epoch_checkpoints is not None:
+            epoch_checkpoints.close()
+        raise
+    except BaseException:  # pruned, diverged, failed: the run is over, its checkpoints of no use
+        if epoch_checkpoints is not None and not t.keep_checkpoints:
+            with contextlib.suppress(Exception):
+                epoch_checkpoints.close()
+            saved.remove()
+        raise
     finally:
         release_writes()  # fit may have stopped between epochs (pruned, diverged, interrupted)
         if guard is not None:
@@ -404,7 +448,8 @@ def train(
     images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train
     steady = timing.train_s[1:] or timing.train_s
     ips = images / (sum(steady) / len(steady)) if steady and sum(steady) > 0 else float("nan")
-    chosen = keep.epoch if keep.epoch >= 0 else len(history.epoch) - 1
+    epochs_run = len(history.epoch) + (resumed.epochs if resumed else 0)
+    chosen = keep.epoch if keep.epoch >= 0 else epochs_run - 1
     return TrainResult(
         epoch=chosen + 1,
         selected_by=keep.metric,
@@ -417,10 +462,62 @@ def train(
         wall_time_s=time.perf_counter() - started - phases.get("slot_wait_s", 0.0),
         train_time_s=sum(timing.train_s),
         eval_time_s=sum(timing.eval_s),
-        epochs_run=len(history.epoch),
+        epochs_run=epochs_run,
+        epochs_resumed=resumed.epochs if resumed else 0,
+        steps_trained=steps_trained,
         model=model,
         phases=phases,
+        checkpoints=saved if not t.keep_checkpoints else None,
     )
+
+
+def run_fingerprint(cfg) -> str:
+    """What a checkpoint must have been written for: the model, the data and the trainer
+    settings that shape training (not where checkpoints go, verbosity, or the test evaluation)."""
+    from omegaconf import OmegaConf
+
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    for key in ("checkpoint_dir", "keep_checkpoints", "verbose", "evaluate_test"):
+        trainer.pop(key, None)
+    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "data") if k in cfg}
+    return checkpoints.fingerprint({**parts, "trainer": trainer})
+
+
+def _resume(saved, model, keep: KeepBestEpoch, callbacks: Sequence[Any]):
+    """Restore the newest valid checkpoint in ``saved`` into ``model`` and ``keep``; tell the
+    callbacks that replay earlier epochs (``on_resume(history)``: the tracker's logger)."""
+    resumed = saved.latest()
+    if resumed is None:
+        return None
+    try:
+        checkpoints.restore(model, resumed)
+    except ValueError as err:
+        log.warning("checkpoint ignored: %s", err)
+        return None
+    own = resumed.arrays[checkpoints.ARRAYS][: len(model.weights)]
+    keep.resume(resumed, resumed.arrays.get(checkpoints.BEST, own))
+    log.info("resumed from %s: %d epoch(s) trained before, %d step(s)", resumed.path, resumed.epochs, resumed.steps)
+    for cb in callbacks:
+        if hasattr(cb, "on_resume"):
+            cb.on_resume(resumed.history)
+    return resumed
+
+
+def _past_trained_epochs(train_ds, resumed, steps_per_epoch):
+    """``train_ds`` advanced past what was trained before the checkpoint: its shuffle and
+    augmentation draws depend on how many times it was iterated (``fit`` iterates it
+    :data:`~experiments.keras_internals.FIT_ITERATIONS_PER_EPOCH` times per epoch), or, repeated
+    with ``steps_per_epoch``, on how many batches were taken."""
+    from experiments.keras_internals import FIT_ITERATIONS_PER_EPOCH
+
+    if resumed is None:
+        return train_ds
+    if steps_per_epoch:
+        return train_ds.skip(resumed.steps)
+    for _ in range(resumed.epochs * FIT_ITERATIONS_PER_EPOCH):
+        iterator = iter(train_ds)  # (creating it draws the seeds; nothing is trained)
+        del iterator
+    return train_ds
 
 
 def measure_latency_ms(model, input_shape, *, repeats: int = 20) -> float:

@@ -28,14 +28,23 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         if metrics:
             self.tracker.log_metrics(metrics, background=True)
 
+    def on_resume(self, history: list[dict[str, float]]) -> None:
+        """Training resumes from a checkpoint: this run gets the epochs an earlier attempt
+        trained (the same steps and values it logged), so its history has no gap."""
+        for epoch, metrics in enumerate(history):
+            self._log_epoch(epoch, dict(metrics))
+
     def on_epoch_end(self, epoch, logs=None):
         metrics = keras_logs_to_metrics(logs or {}, self.model)
+        if self.timing is not None and self.timing.train_s:
+            metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
+            metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]
+        self._log_epoch(epoch, metrics)
+
+    def _log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         # Best so far, every epoch: a pruned or interrupted run sorts by it like a finished one.
         for key in EPOCH_METRICS:
             if key in metrics:
                 self._best[key] = best([self._best.get(key, float("nan")), metrics[key]], key)
         metrics.update({f"best/{k}": v for k, v in self._best.items()})
-        if self.timing is not None and self.timing.train_s:
-            metrics["perf/epoch_train_s"] = self.timing.train_s[-1]
-            metrics["perf/epoch_eval_s"] = self.timing.eval_s[-1]
         self.tracker.log_metrics(metrics, step=epoch + 1, background=True)
