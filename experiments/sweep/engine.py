@@ -29,6 +29,7 @@ from experiments.sweep.internals import frozen, stale_trial_ids, storage_of, tri
 from experiments.sweep.live import Flight
 from experiments.sweep.records import Recorder
 from experiments.sweep.space import Param, sample
+from experiments.sweep.trial_checkpoints import interrupted_to_retry
 
 
 class SweepAborted(RunFailure):
@@ -175,7 +176,16 @@ class Engine:
                 )
                 storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
                 retry(study, frozen(study, t))
+        for t in interrupted_to_retry(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))):
+            st.RetryStaleTrial(c.max_retry)(study, t)  # stopped by a signal: tried again, from its checkpoint
         self.recorder.book.reconcile(study)
+
+    def reached_total(self) -> bool:
+        """``n_trials`` trials are done, none is running or waiting to be retried."""
+        trials = self.run.study.get_trials(deepcopy=False)
+        if any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials):
+            return False
+        return len(st.counted(trials, rejected=st.counts_rejected(self.conf))) >= self.conf.n_trials
 
     def _check_failure_rate(self, done) -> None:
         c = self.conf

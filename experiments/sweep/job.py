@@ -28,6 +28,7 @@ from experiments.sweep.internals import local_trial, study_id, trial_id
 from experiments.sweep.study import (
     CONSTRAINT_KEY,
     LOCAL_DIR_ATTR,
+    RESUMED_ATTR,
     RUN_ATTR,
     TRACKING_LOST_ATTR,
     TrialNotTrained,
@@ -212,6 +213,9 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
     with read_write(cfg):
         cfg.trainer.evaluate_test = False
         cfg.trainer.verbose = 0  # (EpochLine prints each epoch with the trial's number)
+        # Its own checkpoints, shared with its retries only (hydra.sweeper.checkpoints).
+        cfg.trainer.checkpoint_dir = ticket.checkpoint_dir
+        cfg.trainer.keep_checkpoints = ticket.keep_checkpoints
     trial = open_trial(ticket)
     study = trial.study
     multi = len(study.directions) > 1
@@ -251,6 +255,7 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
             store_checked=True,  # (by the sweeper, once for the whole sweep)
             # A lost store costs no result: the trial is told its values, its record stays local.
             on_store_lost=functools.partial(_store_lost, trial),
+            on_result=functools.partial(_resumed, trial),
         )
         return run_task(cfg, hooks)
     finally:
@@ -265,6 +270,12 @@ def run_trial(cfg: DictConfig, ticket: TrialTicket, services: JobServices | None
             trial.set_user_attr("job_pid", os.getpid())  # which worker process ran it
         except Exception:  # noqa: BLE001 - the trial may already be finished (stale, retried)
             pass
+
+
+def _resumed(trial, result) -> None:
+    """A retry that resumed from the first attempt's checkpoint: the study says how far."""
+    if result.epochs_resumed:
+        trial.set_user_attr(RESUMED_ATTR, result.epochs_resumed)
 
 
 def _store_lost(trial, err) -> None:

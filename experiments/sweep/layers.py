@@ -27,6 +27,7 @@ from experiments.sweep.executor import Job
 from experiments.sweep.records import Pending, Recorder
 from experiments.sweep.space import sample
 from experiments.sweep.ticket import TrialTicket
+from experiments.sweep.trial_checkpoints import trial_folder
 from resnet_blocks import SpecError
 
 
@@ -39,6 +40,7 @@ class ResNetLayer:
     recorder: Recorder | None = None
     parent_run_id: str | None = None
     jobs_vet: bool = False  # the jobs build (and so vet) their models: no dry build here (costs from specs still are)
+    checkpoints: Path | None = None  # the root of the trials' checkpoint folders (None: off)
 
     def prepare(self, trial, values: dict, overrides: list[str], retry_of: int | None) -> Pending | None:
         """Vet the trial's model; a rejected architecture is recorded and None returned, and a
@@ -101,6 +103,10 @@ class ResNetLayer:
             parent_run_id=self.parent_run_id,
             retry_of=retry_of,
             baseline=trial_label(trial),
+            checkpoint_dir=None
+            if self.checkpoints is None
+            else trial_folder(self.checkpoints, c.study_name, trial.number, retry_of),
+            keep_checkpoints=bool(c.keep_checkpoints),
         )
         return Pending(trial, values, named(arch, trial_label(trial)), Job(overrides, ticket, composed=cfg), spec_key)
 

@@ -29,6 +29,7 @@ CONSTRAINT_KEY = "budget"  # Optuna 5 trial.set_constraint: <= 0 feasible, > 0 r
 REJECTED_ATTR = "rejected"
 MEMORY_REJECTION = "over the memory limit"  # how a rejection for trainer.max_memory_gb begins
 FAIL_REASON_ATTR = "fail_reason"
+RESUMED_ATTR = "epochs_resumed"  # epochs a retry restored from its first attempt's checkpoint
 # The study's parent run and each trial's run in the tracking store (studies swept before
 # these names read theirs from the old MLflow-named attributes).
 PARENT_RUN_ATTR = "parent_run_id"
@@ -264,7 +265,7 @@ def counted(trials: Sequence[FrozenTrial], *, rejected: bool = False) -> list[Fr
     """Trials that count towards ``n_trials``: finished ones, except FAILs that were retried
     and trials rejected before training (vetted from the spec, they take no
     trained trial's place; ``rejected=True`` counts them, as a grid's n_trials is its grid)."""
-    retried = {retried_from(t) for t in trials}
+    retried = {retried_from(t) for t in trials} | {n for t in trials for n in t.system_attrs.get("retry_history", ())}
     retried.discard(None)
     finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     return [

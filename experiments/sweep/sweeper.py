@@ -39,6 +39,7 @@ from experiments.sweep.progress import Progress
 from experiments.sweep.records import MlflowBook, NoBook, Recorder
 from experiments.sweep.space import Param, parse_param, parse_space, search_space_hook
 from experiments.sweep.ticket import trial_function
+from experiments.sweep.trial_checkpoints import checkpoint_root, remove_study_checkpoints
 from hydra_plugins.resnet_blocks_sweeper._config import SweeperConf
 from resnet_blocks import SpecError
 
@@ -157,6 +158,8 @@ class SweeperImpl:
             log.info("grid of %d points: n_trials %d lowered to %d", size, c.n_trials, size)
             c.n_trials = size
         layer = ResNetLayer(c, self.config, self._compose, monitor) if self.resnet else PlainLayer(self.config)
+        if self.resnet:
+            layer.checkpoints = checkpoint_root(c.checkpoints, c.storage)
         if c.dry_run:
             return layer.dry_run(st.make_sampler(c.sampler, _grid_space(params)), params, fixed, hook, c.dry_run)
 
@@ -223,6 +226,8 @@ class SweeperImpl:
             recorder.heartbeats.close()
             book.close(study, status, reason, time.monotonic() - engine.started)
             layer.finish(study, objectives, book, status, reason)
+        if self.resnet and not c.keep_checkpoints and engine.reached_total():
+            remove_study_checkpoints(layer.checkpoints, c.study_name)  # (no trial of it will be retried)
         return None
 
     def _open_study(self, storage, params, directions, objectives, monitor, base):

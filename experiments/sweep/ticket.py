@@ -35,6 +35,8 @@ class TrialTicket:
     parent_run_id: str | None = None  # the study's MLflow parent run
     retry_of: int | None = None  # the trial (killed with its worker) this one retries
     baseline: str | None = None  # the baseline's label, if the trial is one (experiments.sweep.baselines)
+    checkpoint_dir: str | None = None  # the trial's checkpoints (shared with its retries); None: off
+    keep_checkpoints: bool = False
 
     def hydra_override(self) -> str:
         """The ticket as a job override, for launchers whose jobs receive overrides only."""

@@ -472,12 +472,16 @@ def test_checkpoint_restore_resumes_an_interrupted_run(make_cfg, mlflow_client, 
     cfg = make_cfg(f"trainer.checkpoint_dir={tmp_path / 'ckpt'}", "trainer.epochs=3", "tracking.log_model=false")
     with pytest.raises(KeyboardInterrupt):
         run_task(cfg, RunHooks(callbacks=(StopAfterFirstEpoch(),)))
-    assert any((tmp_path / "ckpt").iterdir())  # the backup of epoch 1
-    run_task(cfg)
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == ["epoch-0001"]
+    value = run_task(cfg)
     killed, resumed = sorted(runs_of(mlflow_client), key=lambda r: r.info.start_time)
     assert killed.info.status == "KILLED" and resumed.info.status == "FINISHED"
-    steps = [m.step for m in mlflow_client.get_metric_history(resumed.info.run_id, "val/accuracy")]
-    assert steps == [2, 3]  # epoch 1 was not trained again
+    assert resumed.data.metrics["train/epochs_resumed"] == 1  # epoch 1 was not trained again
+    history = mlflow_client.get_metric_history(resumed.info.run_id, "val/accuracy")
+    assert [m.step for m in history] == [1, 2, 3]  # epoch 1 replayed from the checkpoint: no gap
+    # The objective is the kept (best) epoch's, counted over all three epochs.
+    assert value == max(m.value for m in history) == resumed.data.metrics["best/val/accuracy"]
+    assert not (tmp_path / "ckpt").exists()  # finished: its checkpoints are gone
 
 
 def test_mixed_precision_bfloat16(make_cfg):

@@ -1,0 +1,180 @@
+"""Runs and sweep trials that are killed resume where they stopped: real processes killed with
+kill -9 and SIGTERM, real checkpoints damaged on disk, real stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from tests.faults.processes import TINY, env, new_store, runs, wait_for
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 6
+
+
+def _run_cmd(tmp_path: Path, uri: str, ckpt: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "experiments.run", *TINY, f"trainer.epochs={EPOCHS}",
+            f"trainer.checkpoint_dir={ckpt}", f"tracking.tracking_uri={uri}", "tracking.log_model=false",
+            f"hydra.run.dir={tmp_path / 'out'}", *extra]  # fmt: skip
+
+
+def _run(cmd, cwd) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _start_and_stop_after(cmd, cwd, ckpt: Path, epochs: int, sig: int) -> subprocess.Popen:
+    """Start ``cmd``; once its checkpoint of epoch ``epochs`` is on disk, send ``sig``."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (ckpt / f"epoch-{epochs:04d}" / "state.json").exists(), 300, proc, f"epoch {epochs}'s checkpoint")
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return proc
+
+
+def _history(uri: str, run, key: str = "val/loss") -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in MlflowClient(uri).get_metric_history(run.info.run_id, key)]
+
+
+def _arrays(folder: Path) -> list[np.ndarray]:
+    with np.load(folder / "arrays.npz") as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]
+
+
+def test_a_run_killed_after_epoch_k_trains_only_the_rest_and_ends_with_the_uninterrupted_weights(tmp_path):
+    whole_uri, whole_ckpt = new_store(tmp_path / "whole.db"), tmp_path / "whole-ckpt"
+    _run(_run_cmd(tmp_path, whole_uri, whole_ckpt, "trainer.keep_checkpoints=true"), tmp_path)
+
+    uri, ckpt = new_store(tmp_path / "killed.db"), tmp_path / "ckpt"
+    cmd = _run_cmd(tmp_path, uri, ckpt, "trainer.keep_checkpoints=true")
+    killed = _start_and_stop_after(cmd, tmp_path, ckpt, 2, signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    k = max(int(p.name.split("-")[1]) for p in ckpt.glob("epoch-*"))  # (the kill may land after epoch 3's)
+    resumed = _run(cmd, tmp_path)
+    assert f"{k} epoch(s) trained before" in resumed.stdout + resumed.stderr
+
+    (whole,) = runs(whole_uri)
+    first, second = sorted(runs(uri), key=lambda r: r.info.start_time)
+    m = second.data.metrics
+    steps_per_epoch = -(-int(m["data/num_train"]) // 128)
+    assert m["train/epochs_resumed"] == k and m["train/epochs_run"] == EPOCHS
+    assert m["train/steps_trained"] == (EPOCHS - k) * steps_per_epoch  # exactly the remaining epochs' steps
+    # The resumed run's history is whole (the restored epochs, then its own), with no gap or
+    # repeat, and equal to the uninterrupted run's, as are the final weights (CPU: deterministic).
+    assert [s for s, _ in _history(uri, second)] == list(range(1, EPOCHS + 1))
+    assert _history(uri, second) == _history(whole_uri, whole)
+    assert m["best/val/accuracy"] == whole.data.metrics["best/val/accuracy"]
+    final, reference = _arrays(ckpt / f"epoch-{EPOCHS:04d}"), _arrays(whole_ckpt / f"epoch-{EPOCHS:04d}")
+    assert len(final) == len(reference) and all(np.array_equal(a, b) for a, b in zip(final, reference, strict=True))
+    assert m["test/accuracy"] == whole.data.metrics["test/accuracy"]  # the model kept (best epoch) is the same
+
+
+def test_sigterm_mid_epoch_leaves_a_checkpoint_and_the_next_attempt_resumes_from_it(tmp_path):
+    uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
+    cmd = _run_cmd(tmp_path, uri, ckpt)
+    stopped = _start_and_stop_after(cmd, tmp_path, ckpt, 2, signal.SIGTERM)
+    assert stopped.returncode == 128 + signal.SIGTERM
+    left = sorted(p.name for p in ckpt.glob("epoch-*"))
+    assert left and left[-1] >= "epoch-0002"
+    k = int(left[-1].split("-")[1])
+    _run(cmd, tmp_path)
+    first, second = sorted(runs(uri), key=lambda r: r.info.start_time)
+    assert first.info.status == "KILLED" and first.data.tags["failure_reason"] == "terminated by SIGTERM"
+    assert second.info.status == "FINISHED" and second.data.metrics["train/epochs_resumed"] == k
+    assert not ckpt.exists()  # a finished run keeps no checkpoint (trainer.keep_checkpoints: false)
+
+
+def _interrupted_run(tmp_path: Path, uri: str, ckpt: Path, epochs: int) -> list[Path]:
+    """A run stopped by Ctrl-C once its checkpoint of epoch ``epochs`` is written; its
+    checkpoint folders, newest first (the two it keeps)."""
+    proc = _start_and_stop_after(_run_cmd(tmp_path, uri, ckpt), tmp_path, ckpt, epochs, signal.SIGINT)
+    assert proc.returncode == 130
+    return sorted(ckpt.glob("epoch-*"), reverse=True)
+
+
+def test_a_truncated_checkpoint_is_ignored_with_a_warning_and_the_one_before_is_used(tmp_path):
+    uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
+    newest, before = _interrupted_run(tmp_path, uri, ckpt, 3)
+    arrays = newest / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[: arrays.stat().st_size // 2])  # a write cut short
+    done = _run(_run_cmd(tmp_path, uri, ckpt, "trainer.keep_checkpoints=true"), tmp_path)
+    assert f"{newest.name} ignored: arrays.npz does not match its SHA-256" in done.stdout + done.stderr
+    last = max(runs(uri), key=lambda r: r.info.start_time)
+    assert last.data.metrics["train/epochs_resumed"] == int(before.name.split("-")[1])  # the one before
+    assert last.info.status == "FINISHED" and last.data.metrics["train/epochs_run"] == EPOCHS
+
+
+def test_a_torn_state_file_is_ignored_and_training_starts_over(tmp_path):
+    uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
+    for folder in _interrupted_run(tmp_path, uri, ckpt, 2):
+        (folder / "state.json").write_text('{"format": 1, "conf')  # a write cut short
+    done = _run(_run_cmd(tmp_path, uri, ckpt), tmp_path)
+    assert "ignored: its state.json is missing or unreadable" in done.stdout + done.stderr
+    last = max(runs(uri), key=lambda r: r.info.start_time)
+    assert last.data.metrics["train/epochs_resumed"] == 0 and last.data.metrics["train/epochs_run"] == EPOCHS
+
+
+def test_a_checkpoint_written_for_another_configuration_is_not_loaded(tmp_path):
+    uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
+    _interrupted_run(tmp_path, uri, ckpt, 2)
+    done = _run(_run_cmd(tmp_path, uri, ckpt, "trainer.learning_rate=0.2"), tmp_path)
+    assert "ignored: it was written for another configuration" in done.stdout + done.stderr
+    last = max(runs(uri), key=lambda r: r.info.start_time)
+    assert last.data.metrics["train/epochs_resumed"] == 0
+
+
+def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int) -> list[str]:
+    return [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, f"trainer.epochs={epochs}",
+            "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none", "hydra.sweeper.baselines=[]",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
+            f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            f"tracking.tracking_uri={uri}"]  # fmt: skip
+
+
+def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path):
+    """kill -9 of the whole sweep (SQLite study): the same command retries the trial, which
+    trains only its remaining epochs, reports only those, and its run's history has no gap."""
+    epochs = 8
+    uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    ckpts = tmp_path / "optuna-checkpoints" / "quick"
+    cmd = _sweep_cmd(tmp_path, storage, uri, epochs)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    wait_for(lambda: any(ckpts.glob("t*/epoch-0002/state.json")), 300, proc, "a trial's second checkpoint")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (folder,) = ckpts.iterdir()
+    victim_number = int(folder.name[1:])
+    k = max(int(p.name.split("-")[1]) for p in folder.glob("epoch-*"))
+
+    done = _run(cmd, tmp_path)
+    study = optuna.load_study(study_name="quick", storage=storage)
+    trials = {t.number: t for t in study.trials}
+    assert trials[victim_number].state == TrialState.FAIL
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim_number]
+    assert retry.state == TrialState.COMPLETE and retry.params == trials[victim_number].params
+    assert retry.user_attrs["epochs_resumed"] == k
+    assert sorted(retry.intermediate_values) == list(range(k + 1, epochs + 1))  # none reported twice
+    counted = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(counted) == 2
+    client = MlflowClient(uri)
+    (run,) = [r for r in runs(uri) if r.data.tags.get("sweep.trial") == str(retry.number)]
+    assert run.data.tags["sweep.retry_of"] == str(victim_number)
+    history = client.get_metric_history(run.info.run_id, "val/accuracy")
+    assert [m.step for m in history] == list(range(1, epochs + 1))  # the killed attempt's epochs, then its own
+    steps = -(-int(run.data.metrics["data/num_train"]) // 128)
+    assert run.data.metrics["train/steps_trained"] == (epochs - k) * steps
+    for step in range(k + 1, epochs + 1):  # what Optuna was told is what MLflow shows
+        assert retry.intermediate_values[step] == pytest.approx(history[step - 1].value)
+    assert not (tmp_path / "optuna-checkpoints").exists(), done.stderr[-2000:]  # the study reached its total
