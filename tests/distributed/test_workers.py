@@ -102,33 +102,38 @@ def test_three_workers_share_one_study(tmp_path, pg_url, mlflow_server):
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
 
 
-def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_server):
-    experiment = "kill-and-resume"
-    # Enough epochs that the kill lands while the victim still trains (these tiny trials are fast).
-    common = ["hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none",
-              "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4"]  # fmt: skip
-    worker = subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common, "trainer.epochs=25"),
-                              cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    # Wait until a trial is in the middle of training (an epoch reported), then kill -9.
+def test_killed_worker_trial_is_failed_and_retried_from_its_checkpoint(tmp_path, pg_url, mlflow_server):
+    """kill -9 of a worker (its whole process group) mid-trial: the next worker fails the trial
+    for its missing heartbeat and retries it, and the retry resumes from the checkpoints the
+    dead one left in the folder all workers share (hydra.sweeper.checkpoints)."""
+    experiment, epochs, shared = "kill-and-resume", 12, tmp_path / "shared-checkpoints"
+    common = ["hydra.sweeper.n_trials=3", "hydra.sweeper.pruner.name=none", f"trainer.epochs={epochs}",
+              "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=4",
+              f"hydra.sweeper.checkpoints={shared}"]  # fmt: skip
+    worker = subprocess.Popen(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common), cwd=tmp_path,
+                              env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    # Wait until a trial is in the middle of training (two epochs checkpointed), then kill -9.
     victim = None
     deadline = time.time() + 300
     while victim is None and time.time() < deadline:
-        time.sleep(0.5)
+        time.sleep(0.3)
         try:
             study = optuna.load_study(study_name="quick", storage=pg_url)
         except KeyError:
             continue
         for t in study.get_trials(states=(TrialState.RUNNING,)):
-            if t.intermediate_values:
+            if (shared / "quick" / f"t{t.number:04d}" / "epoch-0002" / "state.json").exists():
                 victim = t
     assert victim is not None, "no trial reached mid-training"
-    os.kill(worker.pid, signal.SIGKILL)
+    os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
+    folder = shared / "quick" / f"t{victim.number:04d}"
+    k = max(int(p.name.split("-")[1]) for p in folder.glob("epoch-*"))
+    assert k < epochs
     _, children = runs(mlflow_server, experiment)
     assert any(r.info.status == "RUNNING" for r in children)  # what a killed process leaves behind
 
-    # (The resumed trials need not be long: 3 epochs each.)
-    resume = subprocess.run(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common, "trainer.epochs=3"),
+    resume = subprocess.run(worker_cmd(tmp_path, pg_url, mlflow_server, experiment, *common),
                             cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)  # fmt: skip
     assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr[-3000:]
     study = optuna.load_study(study_name="quick", storage=pg_url)
@@ -138,9 +143,12 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     assert len(retries) == 1
     (retry,) = retries
     assert retry.params == victim.params and retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["epochs_resumed"] == k  # trained only the epochs the dead worker had not
+    assert sorted(retry.intermediate_values) == list(range(k + 1, epochs + 1))
     counted = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(counted) == 3  # the study reached its total
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert not (shared / "quick").exists()  # ...so no trial keeps a checkpoint
     parents, children = runs(mlflow_server, experiment)
     assert not [r for r in parents + children if r.info.status == "RUNNING"]
     killed = [r for r in children if int(r.data.tags["sweep.trial"]) == victim.number]
@@ -150,6 +158,9 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path, pg_url, mlflow_serv
     assert "fail_reason" not in retry.user_attrs
     (retry_run,) = [r for r in children if int(r.data.tags["sweep.trial"]) == retry.number]
     assert retry_run.data.tags["sweep.retry_of"] == str(victim.number) and retry_run.info.status == "FINISHED"
+    steps = [m.step for m in MlflowClient(mlflow_server).get_metric_history(retry_run.info.run_id, "val/accuracy")]
+    assert steps == list(range(1, epochs + 1))  # the dead attempt's epochs, then its own: no gap, no repeat
+    assert retry_run.data.metrics["train/epochs_resumed"] == k
 
 
 def sweep_through_launcher(tmp_path, pg_url, mlflow_server, experiment, *launcher, n_trials=4, timeout=600):
