@@ -100,7 +100,7 @@ class Engine:
                 reason = interruption_reason(err) if isinstance(err, KeyboardInterrupt) else f"sweep stopped: {err}"
                 self.recorder.stopped(list(in_flight.values()), reason)
                 self.live = set()
-                self.reconcile()  # their MLflow runs end KILLED
+                self.reconcile(retry_interrupted=False)  # their MLflow runs end KILLED; retried on resume
             raise
         finally:
             self.live = set()
@@ -153,8 +153,12 @@ class Engine:
             return None
         return self.layer.prepare(trial, values, overrides, retry_of)
 
-    def reconcile(self) -> None:
-        """Fail trials whose worker died; mark their MLflow runs KILLED; retry them."""
+    def reconcile(self, retry_interrupted: bool = True) -> None:
+        """Fail trials whose worker died; mark their MLflow runs KILLED; retry them.
+
+        Trials a signal stopped are retried too, except by the sweep that is stopping: it
+        leaves its study with no trial waiting, and the sweep that resumes it retries them.
+        """
         c, study = self.conf, self.run.study
         if c.heartbeat_interval:
             grace = c.grace_period or 3 * c.heartbeat_interval
@@ -176,7 +180,8 @@ class Engine:
                 )
                 storage_of(study).set_trial_state_values(trial_id(t), TrialState.FAIL)
                 retry(study, frozen(study, t))
-        for t in interrupted_to_retry(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))):
+        stopped = study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if retry_interrupted else []
+        for t in interrupted_to_retry(stopped):
             st.RetryStaleTrial(c.max_retry)(study, t)  # stopped by a signal: tried again, from its checkpoint
         self.recorder.book.reconcile(study)
 
