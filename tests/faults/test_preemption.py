@@ -142,9 +142,11 @@ def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int) -> list[str]
             f"tracking.tracking_uri={uri}"]  # fmt: skip
 
 
-def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path):
-    """kill -9 of the whole sweep (SQLite study): the same command retries the trial, which
-    trains only its remaining epochs, reports only those, and its run's history has no gap."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "SIGTERM"])
+def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path, sig):
+    """kill -9 of the whole sweep (SQLite study), or SIGTERM to its process group as SLURM
+    sends it: the same command retries the trial, which trains only its remaining epochs,
+    reports only those, and its run's history has no gap."""
     epochs = 8
     uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
     ckpts = tmp_path / "optuna-checkpoints" / "quick"
@@ -152,8 +154,11 @@ def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     wait_for(lambda: any(ckpts.glob("t*/epoch-0002/state.json")), 300, proc, "a trial's second checkpoint")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    os.killpg(proc.pid, sig)
+    proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:  # stopped, not killed: nothing is left waiting or running
+        stopped = optuna.load_study(study_name="quick", storage=storage).trials
+        assert proc.returncode == 128 + sig and all(t.state.is_finished() for t in stopped)
     (folder,) = ckpts.iterdir()
     victim_number = int(folder.name[1:])
     k = max(int(p.name.split("-")[1]) for p in folder.glob("epoch-*"))
