@@ -5,9 +5,9 @@ its own text (and lists of search paths) and exit code 1. Before Hydra runs the 
 command line is composed here as Hydra will compose it; an error becomes one line naming the
 key, what was received and what is allowed, with "did you mean" from the keys or options
 next to it, and exit code 2 (:func:`experiments.cli.user_errors`). ``+key`` added to a typed
-group is refused too: it can only be a misspelling. Sweep expressions and ``hydra.*``
-settings are the sweeper's and Hydra's to check; help and custom config paths are left to
-Hydra.
+group is refused too: it can only be a misspelling. ``hydra.*`` settings are composed with
+Hydra's own config and checked the same way (``hydra.sweeper.n_trial=3``); sweep
+expressions are the sweeper's to check; help and custom config paths are left to Hydra.
 """
 
 from __future__ import annotations
@@ -30,11 +30,14 @@ _LEAVE = {"--help", "-h", "--hydra-help", "--version", "--shell-completion", "-s
           "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}  # fmt: skip
 
 
-def check_command_line(argv: Sequence[str], config_name: str = "config") -> None:
-    """Compose ``argv``'s overrides as Hydra will; raise UserError (one line) on a config error."""
+def check_command_line(argv: Sequence[str], config_name: str = "config"):
+    """Compose ``argv``'s overrides as Hydra will; raise UserError (one line) on a config error.
+
+    Returns the composed run config (None where Hydra is left to it: help, custom config
+    paths, no overrides)."""
     overrides = _overrides(argv)
     if overrides is None or not overrides:
-        return
+        return None
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -48,6 +51,22 @@ def check_command_line(argv: Sequence[str], config_name: str = "config") -> None
     cfg = _compose(kept, config_name)
     check_added_keys(cfg, kept)
     refuse_targets(cfg)
+    # Hydra's own settings (``hydra.sweeper.n_trials``, ``hydra/launcher=joblib``) are composed
+    # too, so that a misspelt sweeper key gets the same line as a misspelt trainer key.
+    if settings := [o.input_line for o in parsed if not o.is_sweep_override() and _is_hydra(o.get_key_element())]:
+        check_added_keys(_compose([*kept, *settings], config_name, hydra=True), settings)
+    return cfg
+
+
+def is_single_run(argv: Sequence[str]) -> bool:
+    """No sweep: neither ``--multirun`` nor ``+sweep=`` nor a sweep expression (``a=1,2``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if any(a in ("-m", "--multirun") for a in argv):
+        return False
+    overrides = _overrides(argv) or []
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return not any(o.is_sweep_override() or o.get_key_element().lstrip("+~") == "sweep" for o in parsed)
 
 
 def _overrides(argv: Sequence[str]) -> list[str] | None:
@@ -76,14 +95,14 @@ def _is_hydra(key: str) -> bool:
     return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
-def _compose(overrides: list[str], config_name: str):
+def _compose(overrides: list[str], config_name: str, hydra: bool = False):
     from hydra import compose, initialize_config_dir
 
     import experiments.config  # noqa: F401 - registers the schemas
 
     with composition_errors(overrides, config_name):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name, overrides=overrides)
+            return compose(config_name, overrides=overrides, return_hydra_config=hydra)
 
 
 @contextmanager
@@ -148,7 +167,7 @@ def _unknown_key(key: str, overrides: list[str], config_name: str) -> str:
     try:
         from omegaconf import DictConfig, OmegaConf
 
-        cfg = _compose_quietly(others, config_name)
+        cfg = _compose_quietly(others, config_name, hydra=key.startswith("hydra."))
         parent = OmegaConf.select(cfg, parent_path, default=None) if parent_path else cfg
         keys = [str(k) for k in parent.keys()] if isinstance(parent, DictConfig) else []
     except Exception:  # noqa: BLE001 - the hint is a courtesy: the line stands without it
@@ -160,11 +179,11 @@ def _unknown_key(key: str, overrides: list[str], config_name: str) -> str:
     return f"{key}: no such key in {where}{hint}{plus if not near else ''}"
 
 
-def _compose_quietly(overrides: list[str], config_name: str):
+def _compose_quietly(overrides: list[str], config_name: str, hydra: bool = False):
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name, overrides=overrides)
+        return compose(config_name, overrides=overrides, return_hydra_config=hydra)
 
 
 def _value_of(overrides: list[str], key: str | None) -> str:

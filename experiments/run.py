@@ -388,14 +388,16 @@ def _check_command_line(config_name: str = "config", app: str = "run") -> bool:
     import sys
 
     from experiments import help as app_help
-    from experiments.config_check import check_command_line
+    from experiments.config_check import check_command_line, is_single_run
 
     argv = sys.argv[1:]
     if app_help.wants_help(argv):
         check_command_line([a for a in argv if a not in ("--help", "-h")], config_name)
         app_help.print_help(app, argv)
         return False
-    check_command_line(argv, config_name)
+    cfg = check_command_line(argv, config_name)
+    if cfg is not None and app == "run" and is_single_run(argv):
+        plan_run(cfg, build=False)  # refused values too, before Hydra makes the run's folder
     return True
 
 

@@ -28,6 +28,10 @@ CASES = [
     (["~trainer.epochs"], "~trainer.epochs: a key of a typed group cannot be deleted"),
     (["model.depth=choice("], "model.depth: cannot parse the override 'model.depth=choice(': no viable alternative"),
     (["+sweep=quick", "model.widht=3"], "model.widht: no such key in model (did you mean model.width"),
+    (["+sweep=quick", "hydra.sweeper.n_trial=3"], "hydra.sweeper.n_trial: no such key in hydra.sweeper (did you mean hydra.sweeper.n_trials?)"),
+    (["+sweep=quick", "hydra.sweeper.n_trials=abc"], "hydra.sweeper.n_trials: received 'abc'; allowed: an integer"),
+    (["+sweep=quick", "hydra/sweeper=resnet_block"], "hydra.sweeper: received 'resnet_block'; allowed: one of basic, resnet_blocks (did you mean resnet_blocks?)"),
+    (["+sweep=quick", "+hydra.sweeper.n_trial=3"], "+hydra.sweeper.n_trial: received 'n_trial'; allowed: a key of hydra.sweeper, which is typed:"),
 ]  # fmt: skip
 
 
@@ -49,6 +53,7 @@ def test_config_errors_are_one_line_naming_the_key(argv, message):
         ["trainer.epoch=3", "--config-name", "other"],  # a custom config: Hydra's to check
         ["--cfg", "job", "trainer.epochs=2"],
         ["-m", "trainer.learning_rate=0.1,0.2"],
+        ["+sweep=quick", "hydra.sweeper.storage=sqlite:///o.db", "hydra/launcher=joblib", "hydra.run.dir=o"],
     ],
 )
 def test_valid_command_lines_pass(argv):
@@ -72,3 +77,12 @@ def test_configs_on_hydras_searchpath_are_found():
     with pytest.raises(UserError) as raised:
         check_command_line(["+sweep=t_prunning", searchpath])
     assert "(did you mean t_pruning?)" in str(raised.value)
+
+
+def test_a_refused_value_exits_2_before_hydra_makes_the_runs_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "experiments.run", "model.strides=[1,3,2]"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: model.strides[1]: received 3; allowed: 1 or 2"]
+    assert list(tmp_path.iterdir()) == []  # no outputs/<date>/<time>/, no store
