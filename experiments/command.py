@@ -29,6 +29,20 @@ COMMANDS = {
 }
 
 
+def _sweep_usage() -> str:
+    """The sweeps of conf/sweep/, each with its description's first line (80 columns)."""
+    import textwrap
+    from pathlib import Path
+
+    lines = ["usage: resnet-blocks sweep NAME [overrides]", "",
+             "NAME, a config in conf/sweep/ (its options: resnet-blocks sweep NAME --help):"]  # fmt: skip
+    for path in sorted((Path(__file__).resolve().parents[1] / "conf" / "sweep").glob("*.yaml")):
+        said = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#") and "@package" not in ln]
+        first = " ".join(said).split(". ")[0] if said else ""
+        lines += textwrap.wrap(f"{path.stem:<20}{first}", 80, subsequent_indent=" " * 20, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
 def _usage() -> str:
     lines = ["usage: resnet-blocks COMMAND [args]", "", "commands:"]
     lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
@@ -59,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra_app("experiments.run", rest)
     if command == "sweep":
         if not rest or rest[0].startswith("-") or "=" in rest[0]:
-            print("usage: resnet-blocks sweep NAME [overrides]  (NAME: a config in conf/sweep/, e.g. quick)")
+            print(_sweep_usage())
             return 0 if rest and rest[0] in ("-h", "--help") else 2
         return _hydra_app("experiments.run", [f"+sweep={rest[0]}", *rest[1:]])
     if command == "describe":
