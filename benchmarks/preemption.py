@@ -36,7 +36,8 @@ EPOCH_LINE = re.compile(r"t\d+ epoch \d+/\d+:")
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # (Unbuffered: a kill -9 must not swallow the epoch lines printed before it.)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
 
