@@ -80,3 +80,12 @@ def test_unknown_preset_lists_the_available_ones_in_one_line():
     listed = line.split("one of ", 1)[1].split(" (did you mean")[0].split(", ")
     assert {"resnet50", "cifar_resnet20", "wrn"} <= set(listed)
     assert "(did you mean resnet50" in line
+
+
+def test_sweep_help_lists_every_shipped_sweep_in_80_columns():
+    proc = subprocess.run([sys.executable, "-m", "experiments.command", "sweep", "--help"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    listed = {ln.split()[0] for ln in proc.stdout.splitlines()[3:] if ln and not ln.startswith(" ")}
+    assert listed == {p.stem for p in (CONF / "sweep").glob("*.yaml")}
+    assert max(len(ln) for ln in proc.stdout.splitlines()) <= 80
