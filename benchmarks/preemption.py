@@ -4,9 +4,12 @@ Three sweeps of the same study settings (``+sweep=quick`` on digits, a small Res
 pruning, a SQLite study): one uninterrupted; one killed with kill -9 (the sweeper and its
 workers) at the same three moments, then rerun until it completes, with checkpoints
 (``hydra.sweeper.checkpoints=auto``, the default); and the same without them (``none``).
-Epochs trained are counted from the sweep's own per-epoch lines over every attempt; lost =
-trained - n_trials x epochs (epochs cut short by a kill are not counted: at most one per
-kill). Wall time is summed over the attempts.
+Epochs trained are counted from the study: every trial, killed, retried or not, reports each
+epoch it trained once (a retry only those it trains); lost = trained - needed, where needed is the epochs of the
+completed trials that trained (a repeat the study answers from a trained trial, as
+``reuse_duplicates`` does, needs none); epochs cut short by a kill are not counted (at most
+one per kill). Wall time is summed over
+the attempts.
 
 Then the cost of checkpointing: single runs of the default model alternating with and without
 ``trainer.checkpoint_dir``, compared by the fit time they log (``perf/fit_s``).
@@ -79,19 +82,35 @@ def _attempt(cmd: list[str], cwd: Path, kill_after: tuple[int, float] | None) ->
 def sweep_until_done(folder: Path, args, checkpoints: str, kills: list[tuple[int, float]]) -> dict:
     folder.mkdir(parents=True)
     cmd = _sweep_cmd(folder, args.epochs, args.trials, checkpoints)
-    epochs = wall = 0.0
+    wall = 0.0
     attempts, pending = 0, list(kills)
     while True:
         attempts += 1
-        n, s, killed = _attempt(cmd, folder, pending[0] if pending else None)
-        epochs, wall = epochs + n, wall + s
+        _, s, killed = _attempt(cmd, folder, pending[0] if pending else None)
+        wall += s
         if killed:
             pending.pop(0)
         else:
             break
-    needed = args.trials * args.epochs
-    return {"checkpoints": checkpoints, "kills": len(kills), "attempts": attempts, "epochs_trained": int(epochs),
+    epochs, needed = _epochs_reported(folder, args.epochs)
+    return {"checkpoints": checkpoints, "kills": len(kills) - len(pending), "attempts": attempts, "epochs_needed": needed, "epochs_trained": int(epochs),
             "epochs_lost": int(epochs - needed), "wall_s": round(wall, 1)}  # fmt: skip
+
+
+def _epochs_reported(folder: Path, epochs: int) -> tuple[int, int]:
+    """(epochs trained over every attempt, epochs the completed trials needed). Each trial,
+    killed, retried or not, reports each epoch it trained to the study once (a retry only the
+    epochs it trains); a completed trial that trained needed ``epochs``, one the study answered
+    as a repeat of a trained one (``reuse_duplicates``) none."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="quick", storage=f"sqlite:///{folder / 'optuna.db'}")
+    trained = sum(len(t.intermediate_values) for t in study.trials)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    needed = epochs * sum(1 for t in done if t.intermediate_values or "epochs_resumed" in t.user_attrs)
+    return trained, needed
 
 
 def _fit_s(folder: Path, with_checkpoints: bool, epochs: int) -> float:
@@ -129,22 +148,31 @@ def main() -> None:
         out["sweeps"].append(sweep_until_done(root / "whole", args, "auto", []))
         out["sweeps"].append(sweep_until_done(root / "resumable", args, "auto", kills))
         out["sweeps"].append(sweep_until_done(root / "restart", args, "none", kills))
-        print(f"{'sweep':<28}{'attempts':>9}{'epochs trained':>16}{'lost':>6}{'wall s':>9}")
+        print(f"{'sweep':<28}{'attempts':>9}{'needed':>8}{'epochs trained':>16}{'lost':>6}{'wall s':>9}")
         for r in out["sweeps"]:
             label = "uninterrupted" if not r["kills"] else f"{r['kills']} kills, checkpoints={r['checkpoints']}"
-            print(f"{label:<28}{r['attempts']:>9}{r['epochs_trained']:>16}{r['epochs_lost']:>6}{r['wall_s']:>9}")
+            print(f"{label:<28}{r['attempts']:>9}{r['epochs_needed']:>8}{r['epochs_trained']:>16}{r['epochs_lost']:>6}"
+                  f"{r['wall_s']:>9}")  # fmt: skip
 
+        if not args.rounds:
+            return _write(args, out)
         fits: dict[str, list[float]] = {"without": [], "with": []}
         for i in range(args.rounds):
-            for way in (("with", "without") if i % 2 else ("without", "with")):
+            for way in ("with", "without") if i % 2 else ("without", "with"):
                 (root / "cost").mkdir(exist_ok=True)
                 fits[way].append(_fit_s(root / "cost", way == "with", args.cost_epochs))
         med = {k: statistics.median(v) for k, v in fits.items()}
         out["cost"] = {"fit_s": fits, "median_ratio": med["with"] / med["without"]}
-        print(f"\ncheckpointing cost ({args.cost_epochs} epochs of the default model, {args.rounds} runs each, alternating):")
+        print(
+            f"\ncheckpointing cost ({args.cost_epochs} epochs of the default model, {args.rounds} runs each, alternating):"
+        )
         for k, v in fits.items():
             print(f"  {k:<8} fit_s min {min(v):.2f}  median {statistics.median(v):.2f}  max {max(v):.2f}")
         print(f"  with / without (medians): {out['cost']['median_ratio']:.3f}")
+    _write(args, out)
+
+
+def _write(args, out: dict) -> None:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 

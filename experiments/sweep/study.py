@@ -217,7 +217,7 @@ class RetryStaleTrial:
 
 
 def make_storage(
-    url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 1
+    url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None, max_retry: int = 3
 ):
     """An RDB storage; with heartbeats, dead workers' trials are failed and retried."""
     kwargs: dict[str, Any] = {}
