@@ -180,6 +180,7 @@ def _unknown_key(key: str, overrides: list[str], config_name: str) -> str:
 
 
 def _compose_quietly(overrides: list[str], config_name: str, hydra: bool = False):
+    """:func:`_compose` without translating its errors (for hints inside a translation)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -81,7 +81,9 @@ class SweeperConf:
     dry_run: int = 0  # > 0: sample this many architectures, print them, train nothing
     heartbeat_interval: int | None = 10  # seconds between heartbeats of a running trial
     grace_period: int | None = None  # seconds without a heartbeat before a trial counts as dead (default 3x interval)
-    max_retry: int = 3  # retries of a trial whose worker died, or that a stop interrupted (same parameters; each resumes from its checkpoint)
+    # Retries of a trial whose worker died, or that a stop interrupted (same parameters; each
+    # resumes from the trial's checkpoint, so a trial preempted again still progresses).
+    max_retry: int = 3
     # Each trial checkpoints every epoch under this folder, and a retry resumes from there:
     # auto (beside a SQLite study: optuna.db -> optuna-checkpoints/; else ./sweep-checkpoints),
     # a path (one all workers mount, for PostgreSQL workers on several machines), or none.
