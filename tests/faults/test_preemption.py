@@ -19,7 +19,13 @@ from tests.faults.processes import TINY, env, new_store, runs, wait_for
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 6
+EPOCHS = 12  # long enough that a run is still training well after the epoch a test waits for
+
+
+def _newest_epoch(folder: Path, pattern: str = "epoch-*/state.json") -> int:
+    """The newest complete checkpoint's epoch under ``folder`` (0 if none). Tests wait for "at
+    least epoch k", never for one folder: only the newest two are kept, so a poll can miss one."""
+    return max((int(p.parent.name.split("-")[1]) for p in folder.glob(pattern)), default=0)
 
 
 def _run_cmd(tmp_path: Path, uri: str, ckpt: Path, *extra: str) -> list[str]:
@@ -37,7 +43,7 @@ def _run(cmd, cwd) -> subprocess.CompletedProcess:
 def _start_and_stop_after(cmd, cwd, ckpt: Path, epochs: int, sig: int) -> subprocess.Popen:
     """Start ``cmd``; once its checkpoint of epoch ``epochs`` is on disk, send ``sig``."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: (ckpt / f"epoch-{epochs:04d}" / "state.json").exists(), 300, proc, f"epoch {epochs}'s checkpoint")
+    wait_for(lambda: _newest_epoch(ckpt) >= epochs, 300, proc, f"epoch {epochs}'s checkpoint")
     proc.send_signal(sig)
     proc.communicate(timeout=120)
     return proc
@@ -153,7 +159,7 @@ def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path, sig):
     cmd = _sweep_cmd(tmp_path, storage, uri, epochs)
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
-    wait_for(lambda: any(ckpts.glob("t*/epoch-0002/state.json")), 300, proc, "a trial's second checkpoint")
+    wait_for(lambda: _newest_epoch(ckpts, "t*/epoch-*/state.json") >= 2, 300, proc, "a trial's second checkpoint")
     os.killpg(proc.pid, sig)
     proc.communicate(timeout=120)
     if sig == signal.SIGTERM:  # stopped, not killed: nothing is left waiting or running
