@@ -136,8 +136,9 @@ def evaluate_model(model: str, overrides: list[str], *, split: str = "test") -> 
     """Evaluate ``model`` on the ``split`` of the data config; log it; return it with the
     evaluation run's id."""
     from experiments.data import load_data, validate_data_config
-    from experiments.preprocessing import from_pixels, input_problem
+    from experiments.preprocessing import from_pixels
     from experiments.tracking import check_tracking_uri
+    from experiments.tracking.resnet_blocks_pyfunc import input_problem
 
     if split not in SPLITS:
         raise UserError(f"--split: received {split!r}; allowed: {', '.join(SPLITS)}")

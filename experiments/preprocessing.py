@@ -11,7 +11,6 @@ Augmentation stays in the input pipeline: it never enters a saved model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,7 +70,8 @@ def _number(v: float) -> int | float:
 # -- what the shipped model takes, stated and checked --------------------------------------
 def input_metadata(prep: Preprocessing) -> dict[str, Any]:
     """The shipped model's input, for its metadata: ``shape`` (``None``: any size), ``dtype``,
-    ``value_range`` and ``expected``, one line saying all of it (:func:`input_problem` uses it)."""
+    ``value_range`` and ``expected``, one line saying all of it (the check shipped in the model,
+    :func:`experiments.tracking.resnet_blocks_pyfunc.input_problem`, uses it)."""
     return {
         "shape": [None, *prep.raw_shape],
         "dtype": "uint8 or any float (cast to float32 inside)",
@@ -84,29 +84,6 @@ def _expected(raw_shape, value_max: float, values: str) -> str:
     (h, w), c = (("h", "w")[i] if d is None else d for i, d in enumerate(raw_shape[:2])), raw_shape[2]
     shapes = f"(n, {h}, {w}) or (n, {h}, {w}, 1)" if c == 1 else f"(n, {h}, {w}, {c})"
     return f"{shapes}, uint8 or float, values 0-{_number(value_max)} ({values})"
-
-
-def input_problem(x, spec: Mapping[str, Any]) -> str | None:
-    """One line saying why ``x`` is not what the model of ``spec`` (:func:`input_metadata`)
-    takes (its shape, dtype or value range), or None when it is."""
-    shape = tuple(None if d is None else int(d) for d in spec["shape"][1:])
-    dims = tuple(int(d) for d in x.shape)
-    expected = f"expected {spec['expected']}"
-    channel_less = shape[-1] == 1 and len(dims) == len(shape)  # (n, h, w): Keras adds the channel
-    wanted = shape[:-1] if channel_less else shape
-    if len(dims) != len(wanted) + 1 or any(want is not None and want != got for want, got in zip(wanted, dims[1:])):
-        return f"input: received shape {dims}; {expected}"
-    dtype = np.dtype(getattr(x.dtype, "as_numpy_dtype", x.dtype))
-    if dtype.kind not in "uif":
-        return f"input: received dtype {dtype}; {expected}"
-    if not dims[0] or not int(np.prod(dims)):
-        return None
-    values = np.asarray(x)
-    low, high = float(np.min(values)), float(np.max(values))
-    top = float(spec["value_range"][1])
-    if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-6 or high > top * (1 + 1e-6):
-        return f"input: received values {low:g} to {high:g}; {expected}"
-    return None
 
 
 def _rescale_and_normalize(x, prep: Preprocessing, value_max: float = 255.0):

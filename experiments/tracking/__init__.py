@@ -6,6 +6,7 @@
 - :mod:`~experiments.tracking.epoch_logger`: the Keras callback that logs epochs to it;
 - :mod:`~experiments.tracking.local`: a run's record on local disk;
 - :mod:`~experiments.tracking.models`: the model store (log, load, register);
+- :mod:`~experiments.tracking.resnet_blocks_pyfunc`: the pyfunc loader shipped in each model;
 - :mod:`~experiments.tracking.study_runs`: a study's parent and trial runs;
 - :mod:`~experiments.tracking.processes`: runs of dead processes.
 """

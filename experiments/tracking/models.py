@@ -79,18 +79,38 @@ class _KerasFlavour:
         from mlflow.models import Model
 
         os.makedirs(path, exist_ok=True)
-        if signature is None or signature.inputs is not None:
-            return mlflow.keras.save_model(path=path, signature=signature, mlflow_model=mlflow_model, **kwargs)
         mlflow_model = mlflow_model if mlflow_model is not None else Model()
-        mlflow_model.signature = signature
-        # (it warns that the model has no signature: it has one, without inputs)
-        save_log = logging.getLogger("mlflow.keras.save")
-        level = save_log.level
-        save_log.setLevel(logging.ERROR)
-        try:
-            return mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
-        finally:
-            save_log.setLevel(level)
+        if signature is None or signature.inputs is not None:
+            mlflow.keras.save_model(path=path, signature=signature, mlflow_model=mlflow_model, **kwargs)
+        else:
+            mlflow_model.signature = signature
+            # (it warns that the model has no signature: it has one, without inputs)
+            save_log = logging.getLogger("mlflow.keras.save")
+            level = save_log.level
+            save_log.setLevel(logging.ERROR)
+            try:
+                mlflow.keras.save_model(path=path, mlflow_model=mlflow_model, **kwargs)
+            finally:
+                save_log.setLevel(level)
+        _load_through_input_check(path, mlflow_model)
+
+
+def _load_through_input_check(path: str, mlflow_model) -> None:
+    """Make the saved model's pyfunc flavour load through
+    :mod:`~experiments.tracking.resnet_blocks_pyfunc` (copied into the model's ``code/``
+    folder, which MLflow puts on ``sys.path``), which checks each input against the model's
+    metadata and then predicts with the Keras flavour's model."""
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.pyfunc import FLAVOR_NAME
+
+    from experiments.tracking import resnet_blocks_pyfunc
+
+    code = os.path.join(path, "code")
+    os.makedirs(code, exist_ok=True)
+    shutil.copyfile(resnet_blocks_pyfunc.__file__, os.path.join(code, f"{resnet_blocks_pyfunc.MODULE}.py"))
+    conf = mlflow_model.flavors[FLAVOR_NAME]
+    conf["loader_module"], conf["code"] = resnet_blocks_pyfunc.MODULE, "code"
+    mlflow_model.save(os.path.join(path, MLMODEL_FILE_NAME))
 
 
 def _installed(pkg: str) -> bool:

@@ -14,7 +14,8 @@ from sklearn.datasets import load_digits
 
 from experiments import evaluate
 from experiments.data import _hold_out
-from experiments.preprocessing import Preprocessing, input_metadata, input_problem
+from experiments.preprocessing import Preprocessing, input_metadata
+from experiments.tracking.resnet_blocks_pyfunc import input_problem
 from tests.experiments.conftest import CONF, FAST, runs_of
 
 DIGITS = input_metadata(Preprocessing((8, 8, 1), (8, 8), None, None, 16.0, "digits, as load_digits() gives them"))
@@ -115,11 +116,32 @@ def test_a_wrong_shape_is_one_line_naming_the_expected_input(digits_run, capsys)
     assert len(err.splitlines()) == 1, err
     assert "input: received shape (" in err and ", 32, 32, 3); expected (n, 8, 8) or (n, 8, 8, 1)" in err
     assert "values 0-16 (digits, as sklearn.datasets.load_digits() gives them)" in err
-    # A plain pyfunc user: Keras names the expected shape in one line, no array printed.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("given", "problem"),
+    [
+        (lambda d: np.zeros((5, 32, 32, 3), "float32"), "input: received shape (5, 32, 32, 3); "),
+        (lambda d: (d * 15).astype("uint8"), "input: received values 0 to 240; "),  # 0-255 pixels, 0-16 model
+        (lambda d: d - 8.0, "input: received values -8 to 8; "),  # centred
+        (lambda d: d.astype(str), "input: received dtype <U"),
+    ],
+    ids=["shape", "pixels-into-digits", "centred", "strings"],
+)
+def test_the_pyfunc_model_refuses_input_it_does_not_take_in_one_line(digits_run, given, problem):
+    """A plain ``mlflow.pyfunc`` user (the check ships inside the model): one line naming
+    what the model takes, no array printed, never a silent prediction."""
+    _, run, _, _ = digits_run
+    images, _ = _digits_test_split()
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     with pytest.raises(ValueError) as raised:
-        mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(np.zeros((5, 32, 32, 3), "float32"))
+        model.predict(given(images))
     message = str(raised.value)
-    assert len(message.splitlines()) == 1 and "expected shape=(None, 8, 8, 1), found shape=(5, 32, 32, 3)" in message
+    assert len(message.splitlines()) == 1 and message.startswith(problem), message
+    assert message.endswith("expected (n, 8, 8) or (n, 8, 8, 1), uint8 or float, values 0-16 "
+                            "(digits, as sklearn.datasets.load_digits() gives them)")  # fmt: skip
+    assert model.metadata.flavors["python_function"]["loader_module"] == "resnet_blocks_pyfunc"
 
 
 # In a fresh interpreter: the run's validation images (the project's own split), fed to the
