@@ -63,7 +63,8 @@ def main() -> None:
         "--skip-sweep", action="store_true", help="finalize the study already in --workdir (a sweep stopped early)"
     )
     p.add_argument("--final-epochs", type=int, default=10)
-    p.add_argument("--max-macs", type=int, default=41_000_000, help="the sweep's constraint (ResNet-20: 40.6 M)")
+    p.add_argument("--max-macs", default="41000000",
+                   help="the sweep's constraint: a number (ResNet-20: 40.6 M), or baseline, 0.6*baseline")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/resnet_blocks"))

@@ -7,10 +7,11 @@ import functools
 import importlib.util
 import logging
 import math
+import re
 import threading
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -89,6 +90,33 @@ class TrialNotTrained(Exception):
 
     def __str__(self) -> str:
         return self.reason
+
+
+_RELATIVE = re.compile(r"^\s*(?:(\d+(?:\.\d*)?|\.\d+)\s*\*\s*)?baseline\s*$")
+
+
+def resolve_constraints(constraints, baseline_cost: Callable[[], Any] | None) -> dict[str, str]:
+    """Check ``hydra.sweeper.constraints`` and set each limit given relative to the baseline
+    (``baseline``, ``0.6*baseline``) to its number, from ``baseline_cost()`` (the run config's
+    own model's cost; None for an app without one). Returns how each relative one was read."""
+    read = {}
+    for key, attr in (("max_params", "trainable_params"), ("max_macs", "macs")):
+        value, field = constraints[key], f"hydra.sweeper.constraints.{key}"
+        allowed = "a positive integer, baseline (the run config's own model's) or a share of it, e.g. 0.6*baseline"
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+            continue
+        match = _RELATIVE.match(value) if isinstance(value, str) else None
+        if match is None or float(match.group(1) or 1) <= 0:
+            raise SpecError(field, value, allowed)
+        if baseline_cost is None:
+            raise SpecError(field, value, "a positive integer (this app trains no ResNet of its own to compare with)")
+        cost = baseline_cost()
+        if cost is None:
+            raise SpecError(field, value, "a positive integer (the run config's model has no cost from its spec)")
+        limit = int(float(match.group(1) or 1) * getattr(cost, attr))
+        constraints[key] = limit
+        read[key] = f"{value} = {limit:,}"
+    return read
 
 
 def over_budget(constraints, cost) -> tuple[str, float] | None:

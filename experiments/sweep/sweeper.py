@@ -118,6 +118,8 @@ class SweeperImpl:
             )
         check_settings(c, resnet=self.resnet)
         monitor = self._validate_run(base, objectives) if self.resnet else None
+        for key, read in st.resolve_constraints(c.constraints, _cost_of(base) if self.resnet else None).items():
+            log.info("hydra.sweeper.constraints.%s: %s (the run config's own model)", key, read)
         st.make_sampler(c.sampler, _grid_space(params))
         st.make_pruner(c.pruner)
         return directions, objectives, monitor, base
@@ -332,6 +334,17 @@ class SweeperImpl:
             said = " ".join(str(err).split("(Background on this error")[0].split()) or type(err).__name__
             raise UserError(f"hydra.sweeper.storage: cannot open Optuna storage {c.storage!r}: {said}") from None
         return storage
+
+
+def _cost_of(base: DictConfig):
+    """The cost of the run config's own model, counted from its spec when asked."""
+
+    def cost():
+        from experiments.run import dry_build, plan_run
+
+        return dry_build(plan_run(base, build=False).spec, build=False)
+
+    return cost
 
 
 def _container(value):

@@ -35,8 +35,10 @@ class PrunerConf:
 
 @dataclass
 class ConstraintsConf:
-    max_params: int | None = None  # trainable parameters
-    max_macs: int | None = None  # multiply-accumulates at batch 1
+    # A number, or relative to the run config's own model (the default baseline): baseline,
+    # 0.6*baseline.
+    max_params: Any = None  # trainable parameters
+    max_macs: Any = None  # multiply-accumulates at batch 1
 
 
 @dataclass
