@@ -1,8 +1,9 @@
 """Resumable training: a checkpoint at the end of every epoch, restored by the next attempt.
 
 A run with ``trainer.checkpoint_dir`` (a sweep gives each trial one, shared by its retries)
-writes, at each epoch's end, everything the rest of the run depends on: the weights and the
+writes, at each epoch's end, everything the rest of the run depends on: the weights, the
 optimizer's variables (its step count, so the learning-rate schedule goes on where it was),
+the layers' seed states (dropout draws on),
 the epochs trained, every epoch's metrics so far (what the tracker logged and the pruner was
 told), and the best epoch's value, number and weights (the model a run keeps). A later
 attempt restores the newest valid checkpoint and trains only the remaining epochs; the data
@@ -40,7 +41,7 @@ from experiments.background import OrderedWriter
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the layers' seed states follow the optimizer's variables
 KEEP = 2  # the newest two: a damaged newest one falls back to the one before
 ARRAYS = "arrays.npz"  # the model's weights, then the optimizer's variables
 BEST = "best.npz"  # the best epoch's weights, where that is not the checkpoint's own epoch
@@ -195,24 +196,32 @@ class _Snapshot:
 
 
 def model_arrays(model) -> list[np.ndarray]:
-    """The model's weights, then its optimizer's variables (iterations included)."""
+    """The model's weights, its optimizer's variables (iterations included), then the states
+    of its layers' random seed generators (dropout's: a resumed run draws what it would have)."""
     return [np.asarray(v) for v in model.get_weights()] + [
-        np.asarray(keras.ops.convert_to_numpy(v)) for v in model.optimizer.variables
+        np.asarray(keras.ops.convert_to_numpy(v)) for v in (*model.optimizer.variables, *_seed_states(model))
     ]
 
 
+def _seed_states(model) -> list:
+    """The model's variables that are not weights: its layers' ``SeedGenerator`` states."""
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def restore(model, ckpt: Checkpoint) -> None:
-    """Put ``ckpt``'s weights and optimizer state into ``model`` (compiled, optimizer built)."""
+    """Put ``ckpt``'s weights, optimizer state and seed states into ``model`` (compiled,
+    optimizer built)."""
     arrays = ckpt.arrays[ARRAYS]
     n_weights = len(model.weights)
-    opt_vars = model.optimizer.variables
-    if len(arrays) != n_weights + len(opt_vars):
+    states = [*model.optimizer.variables, *_seed_states(model)]
+    if len(arrays) != n_weights + len(states):
         raise ValueError(
             f"checkpoint {ckpt.path} holds {len(arrays)} arrays; this model and optimizer have "
-            f"{n_weights} + {len(opt_vars)}"
+            f"{n_weights} + {len(states)}"
         )
     model.set_weights(arrays[:n_weights])
-    for var, value in zip(opt_vars, arrays[n_weights:], strict=True):
+    for var, value in zip(states, arrays[n_weights:], strict=True):
         var.assign(value)
 
 

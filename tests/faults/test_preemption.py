@@ -58,12 +58,17 @@ def _arrays(folder: Path) -> list[np.ndarray]:
         return [z[f"arr_{i}"] for i in range(len(z.files))]
 
 
-def test_a_run_killed_after_epoch_k_trains_only_the_rest_and_ends_with_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize(
+    "extra", [(), ("data.augment=true", "model.dropout=0.3")], ids=["plain", "augmented-with-dropout"]
+)
+def test_a_run_killed_after_epoch_k_trains_only_the_rest_and_ends_with_the_uninterrupted_weights(tmp_path, extra):
+    """Random crops and flips (keyed by the data's seeded stream) and dropout (its layer's seed
+    state, checkpointed) draw after the resume what they would have drawn without the kill."""
     whole_uri, whole_ckpt = new_store(tmp_path / "whole.db"), tmp_path / "whole-ckpt"
-    _run(_run_cmd(tmp_path, whole_uri, whole_ckpt, "trainer.keep_checkpoints=true"), tmp_path)
+    _run(_run_cmd(tmp_path, whole_uri, whole_ckpt, "trainer.keep_checkpoints=true", *extra), tmp_path)
 
     uri, ckpt = new_store(tmp_path / "killed.db"), tmp_path / "ckpt"
-    cmd = _run_cmd(tmp_path, uri, ckpt, "trainer.keep_checkpoints=true")
+    cmd = _run_cmd(tmp_path, uri, ckpt, "trainer.keep_checkpoints=true", *extra)
     killed = _start_and_stop_after(cmd, tmp_path, ckpt, 2, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
     k = max(int(p.name.split("-")[1]) for p in ckpt.glob("epoch-*"))  # (the kill may land after epoch 3's)
