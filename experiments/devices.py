@@ -3,11 +3,18 @@ claims a free slot when it starts and keeps it for its life, its ``CUDA_VISIBLE_
 before TensorFlow initialises CUDA (the fork server imported TensorFlow but ran no op).
 
 A slot is free when its owner process is gone (however it ended, even by kill -9), so a
-worker that replaces a recycled or dead one takes that one's device.
+worker that replaces a recycled or dead one takes that one's device. Our pool keeps the
+owners in shared memory (:func:`claim`); the workers of other launchers (joblib's, a local
+submitit's) find the slots in their environment (:data:`SLOTS_ENV`, set by the sweeper before
+they start) and claim one by locking its file (:func:`claim_from_environment`): the kernel
+releases the lock when its process ends.
 """
 
 from __future__ import annotations
 
+import fcntl
+import functools
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +24,8 @@ from typing import Any
 from resnet_blocks import SpecError
 
 DEVICE_ENV = "RESNET_BLOCKS_DEVICES"  # a worker's devices, as its runs record them ("cpu" or "0", ...)
+SLOTS_ENV = "RESNET_BLOCKS_DEVICE_SLOTS"  # {"slots": [...], "folder": ...}: for other launchers' workers
+_held: dict[str, Any] = {}  # this process's claimed slot: its devices and its lock file, held for its life
 
 
 def visible_gpus() -> list[str]:
@@ -92,3 +101,44 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def offer_slots(slots: list[str], folder: str | os.PathLike) -> None:
+    """Let the workers a launcher starts from now on claim ``slots`` (lock files in ``folder``)."""
+    os.makedirs(folder, exist_ok=True)
+    os.environ[SLOTS_ENV] = json.dumps({"slots": slots, "folder": os.fspath(folder)})
+
+
+def claim_from_environment(timeout_s: float = 60) -> str | None:
+    """In a launcher's worker: claim a free slot of :data:`SLOTS_ENV` (once per process: a worker
+    keeps its devices for its life) and place this process on it; None without slots."""
+    offered = os.environ.get(SLOTS_ENV)
+    if not offered:
+        return None
+    if "devices" in _held:
+        return _held["devices"]
+    spec = json.loads(offered)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for i, devices in enumerate(spec["slots"]):
+            f = open(os.path.join(spec["folder"], f"slot-{i}.lock"), "a+")  # (held open: the lock lasts the process)
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            _held.update(devices=devices, lock=f)
+            return place(devices)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no free device slot among {spec['slots']} for worker {os.getpid()}")
+        time.sleep(0.2)
+
+
+def placed(task):
+    """``task`` run on the devices this process claims from :data:`SLOTS_ENV` (if offered)."""
+    return functools.partial(_run_placed, task)
+
+
+def _run_placed(task, *args, **kwargs):
+    claim_from_environment()
+    return task(*args, **kwargs)

@@ -54,7 +54,9 @@ class Executor(Protocol):
 def task_for_launcher(task_function: Callable, trial_fn: Callable | None) -> Callable:
     """What a Hydra launcher runs: a trial function that reads its ticket from the job's Hydra
     config, or the app's own task."""
-    return hydra_job(trial_fn) if trial_fn is not None else task_function
+    from experiments.devices import placed
+
+    return placed(hydra_job(trial_fn) if trial_fn is not None else task_function)
 
 
 @dataclass

@@ -166,7 +166,7 @@ class SweeperImpl:
             return layer.dry_run(st.make_sampler(c.sampler, _grid_space(params)), params, fixed, hook, c.dry_run)
 
         executor = make_executor(self.launcher, self.trial_fn, c.n_jobs, 0 if slots else c.prefetch)
-        if slots:
+        if slots and isinstance(executor, PoolExecutor):  # (other launchers' workers claim theirs)
             executor.pool.place(slots)
         # Through our pool the jobs vet their own models: each builds it anyway, so the
         # sweeper's dry build (~0.1 s per new architecture) would be spent twice.
@@ -286,22 +286,43 @@ class SweeperImpl:
 
     def _device_slots(self) -> list[str] | None:
         """``devices`` and ``trials_per_device`` as the slots the workers claim; n_jobs set to
-        their number. Only our process launcher places workers (refused with another)."""
-        from experiments.devices import device_slots
+        their number. Our process launcher places its workers; joblib's and a local submitit's
+        claim slots offered in their environment; other launchers are refused."""
+        from experiments.devices import device_slots, offer_slots
 
         c = self.conf
         slots = device_slots(c.devices, c.trials_per_device, c.n_jobs, c.devices_per_trial)
         if slots is None:
             return None
         if getattr(self.launcher, "sweep_executor", None) is None:
-            raise SpecError("hydra.sweeper.devices", c.devices, "null with this launcher: workers are placed on devices "
-                            "by hydra/launcher=resnet_blocks_process (the shipped sweeps' launcher)")  # fmt: skip
+            self._check_launcher_places(slots)
+            offer_slots(slots, Path(self.config.hydra.sweep.dir) / ".device-slots")
         if c.devices != "cpu" and c.n_jobs not in (1, len(slots)):
             raise SpecError("hydra.sweeper.n_jobs", c.n_jobs, f"1 or {len(slots)}: with devices, one trial per device "
                             "slot (len(devices) / devices_per_trial x trials_per_device) trains at a time")  # fmt: skip
         c.n_jobs = len(slots)
         log.info("devices: %d worker(s), each on its own slot of %s", len(slots), ", ".join(slots))
         return slots
+
+    def _check_launcher_places(self, slots: list[str]) -> None:
+        """Launchers other than ours place their jobs through the environment: joblib's workers
+        (one per slot, each keeps its slot for its life) and a local submitit's jobs."""
+        c, kind = self.conf, type(self.launcher).__name__
+        if kind == "JoblibLauncher":
+            n_jobs = dict(getattr(self.launcher, "joblib", {}) or {}).get("n_jobs")
+            if n_jobs != len(slots):
+                raise SpecError("hydra.launcher.n_jobs", n_jobs, f"{len(slots)} with hydra.sweeper.devices: one joblib "
+                                "worker per device slot, each keeping its slot for its life")  # fmt: skip
+            return
+        if kind == "LocalLauncher":  # (submitit's: each job a process of its own)
+            return
+        why = (
+            "SLURM gives each job its GPUs (hydra.launcher.gpus_per_node)"
+            if kind == "SlurmLauncher"
+            else "this launcher runs jobs where no slot can be claimed"
+        )
+        raise SpecError("hydra.sweeper.devices", c.devices, f"null with hydra/launcher={kind} ({why}); placed "
+                        "launchers: resnet_blocks_process (the shipped sweeps'), joblib, submitit_local")  # fmt: skip
 
     def _code_tags(self) -> dict[str, str]:
         """The code this sweep's config brought in (``experiments.code_tags``)."""

@@ -58,7 +58,7 @@ class SweeperConf:
     # only): their model is built and compiled, and waits for a training slot. 0: each trial is
     # sampled after the previous one finished, as in a strictly sequential search.
     prefetch: int = 1
-    # Devices for the trials (hydra/launcher=resnet_blocks_process): null (each worker sees what
+    # Devices for the trials (resnet_blocks_process, joblib, submitit_local): null (each worker sees what
     # the machine has), auto (every GPU nvidia-smi lists; CPU where there is none), cpu, or a
     # list of GPU indices. Each worker gets its own (CUDA_VISIBLE_DEVICES, set before TensorFlow
     # starts), trials_per_device workers share one, and n_jobs becomes the number of such slots;

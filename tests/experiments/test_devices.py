@@ -37,8 +37,8 @@ def test_device_slots_from_the_config(monkeypatch):
     assert err.value.field == "hydra.sweeper.devices_per_trial"
 
 
-def _sweep(tmp_path, *overrides):
-    args = [sys.executable, str(APP), "--multirun", "hydra/sweeper=resnet_blocks", "hydra/launcher=resnet_blocks_process",
+def _sweep(tmp_path, *overrides, launcher="resnet_blocks_process"):
+    args = [sys.executable, str(APP), "--multirun", "hydra/sweeper=resnet_blocks", f"hydra/launcher={launcher}",
             f"record={tmp_path / 'where.jsonl'}", "x=range(0,8)", "hydra.sweeper.n_trials=8",
             "hydra.sweeper.sampler.name=grid", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'o.db'}",
             "hydra.sweeper.allow_sqlite_parallel=true", "hydra.sweeper.direction=minimize",
@@ -47,8 +47,16 @@ def _sweep(tmp_path, *overrides):
 
 
 @pytest.mark.slow
-def test_with_four_devices_eight_trials_run_four_at_a_time_each_on_one_device_of_its_own(tmp_path):
-    out = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]", "hold_s=5")  # (long enough for all 4 to overlap)
+@pytest.mark.parametrize(
+    "launcher",
+    [("resnet_blocks_process",), ("joblib", "hydra.launcher.n_jobs=4"), ("submitit_local",)],
+    ids=["our-pool", "joblib", "submitit-local"],
+)
+def test_with_four_devices_eight_trials_run_four_at_a_time_each_on_one_device_of_its_own(tmp_path, launcher):
+    """Under our pool, and under Hydra's joblib and local submitit launchers, whose workers
+    (jobs) claim their slots from the environment the sweeper gives them."""
+    name, *extra = launcher
+    out = _sweep(tmp_path, "hydra.sweeper.devices=[0,1,2,3]", "hold_s=5", *extra, launcher=name)  # (all 4 overlap)
     assert out.returncode == 0, out.stderr[-3000:]
     jobs = [json.loads(x) for x in (tmp_path / "where.jsonl").read_text().splitlines()]
     assert sorted(j["x"] for j in jobs) == list(range(8))
@@ -81,3 +89,19 @@ def test_two_trials_per_device_share_it_and_more_jobs_than_slots_are_refused(tmp
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith(
         "error: hydra.sweeper.n_jobs: received 3"
     )
+
+
+@pytest.mark.slow
+def test_launchers_that_cannot_place_their_jobs_are_refused_in_one_line(tmp_path):
+    cases = [
+        ("joblib", "hydra.launcher.n_jobs=2", "error: hydra.launcher.n_jobs: received 2; allowed: 4 with hydra.sweeper.devices"),
+        ("basic", "hydra.sweeper.n_jobs=1", "error: hydra.sweeper.devices: received [0, 1, 2, 3]; allowed: null with "
+         "hydra/launcher=BasicLauncher"),
+    ]  # fmt: skip
+    for i, (launcher, extra, message) in enumerate(cases):
+        bad = _sweep(
+            tmp_path, "hydra.sweeper.devices=[0,1,2,3]", extra, f"hydra.sweeper.study_name=s{i}", launcher=launcher
+        )
+        assert bad.returncode == 2, bad.stderr[-2000:]
+        assert bad.stderr.strip().splitlines()[-1].startswith(message), bad.stderr[-2000:]
+        assert not (tmp_path / "where.jsonl").exists()  # no job ran
