@@ -18,8 +18,13 @@ for another configuration, is ignored with a warning, never loaded; the previous
 is kept for that case. Checkpoints are written by a background thread (the next epoch does not
 wait for the disk); an epoch is lost to a kill only if the kill lands within that write.
 
-Not restored: the training metrics of an epoch cut short (a kill mid-epoch costs that epoch's
-steps, at most one epoch per kill) and Keras's global seed generator (a user block's dropout).
+A run stopped by a signal (SIGTERM from SLURM's preemption, Ctrl-C) mid-epoch also writes a
+*stop checkpoint*, ``epoch-NNNN-batch-BBBBBB``, at the batch boundary it stopped at: the same
+state, plus the batches of the epoch already trained and the training metrics' running totals,
+so the next attempt trains only that epoch's remaining batches (and its metrics cover all of
+them). A kill -9 mid-epoch costs that epoch's steps (at most one epoch per kill).
+
+Not restored: Keras's global seed generator (a user block's dropout).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ log = logging.getLogger(__name__)
 FORMAT = 2  # 2: the layers' seed states follow the optimizer's variables
 KEEP = 2  # the newest two: a damaged newest one falls back to the one before
 ARRAYS = "arrays.npz"  # the model's weights, then the optimizer's variables
+METRICS = "metrics.npz"  # a stop checkpoint's training metrics so far (their variables)
 BEST = "best.npz"  # the best epoch's weights, where that is not the checkpoint's own epoch
 STATE = "state.json"
 
@@ -58,6 +64,7 @@ class Checkpoint:
     best_value: float | None
     best_epoch: int  # 0-based; -1 before any finite value
     steps: int = 0  # the optimizer's step count (batches trained)
+    batch: int = 0  # a stop checkpoint: the batches of epoch ``epochs`` (0-based) trained too
     arrays: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -96,6 +103,7 @@ class CheckpointDir:
     def _folders(self) -> list[Path]:
         if not self.path.is_dir():
             return []
+        # (Names sort by age: epoch-0003 < epoch-0003-batch-000045 < epoch-0004.)
         return sorted((p for p in self.path.glob("epoch-*") if p.is_dir()), reverse=True)
 
     def latest(self) -> Checkpoint | None:
@@ -134,13 +142,16 @@ class CheckpointDir:
             best_value=state["best_value"],
             best_epoch=int(state["best_epoch"]),
             steps=int(state.get("steps", 0)),
+            batch=int(state.get("batch", 0)),
             arrays=arrays,
         )
 
     def save(self, snapshot: _Snapshot) -> None:
         """Write ``snapshot`` as ``epoch-NNNN`` (atomically), then drop all but the newest ``KEEP``."""
         self.path.mkdir(parents=True, exist_ok=True)
-        final = self.path / f"epoch-{snapshot.epochs:04d}"
+        final = self.path / (
+            f"epoch-{snapshot.epochs:04d}" + (f"-batch-{snapshot.batch:06d}" if snapshot.batch else "")
+        )
         tmp = self.path / f".{final.name}.partial-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
@@ -153,6 +164,9 @@ class CheckpointDir:
             else:
                 _write_npz(tmp / BEST, snapshot.best_arrays)
             files[BEST] = _sha256(tmp / BEST)
+        if snapshot.metric_arrays is not None:
+            _write_npz(tmp / METRICS, snapshot.metric_arrays)
+            files[METRICS] = _sha256(tmp / METRICS)
         state = {
             "format": FORMAT,
             "config": self.digest,
@@ -161,6 +175,7 @@ class CheckpointDir:
             "best_value": snapshot.best_value,
             "best_epoch": snapshot.best_epoch,
             "steps": snapshot.steps,
+            "batch": snapshot.batch,
             "files": files,
             "written": time.time(),
         }
@@ -193,6 +208,8 @@ class _Snapshot:
     steps: int
     best_arrays: list[np.ndarray] | None
     best_reused: bool
+    batch: int = 0
+    metric_arrays: list[np.ndarray] | None = None
 
 
 def model_arrays(model) -> list[np.ndarray]:
@@ -207,6 +224,16 @@ def _seed_states(model) -> list:
     """The model's variables that are not weights: its layers' ``SeedGenerator`` states."""
     weights = {id(v) for v in model.weights}
     return [v for v in model.variables if id(v) not in weights]
+
+
+def metric_arrays(model) -> list[np.ndarray]:
+    """The running totals of the model's compiled loss and metrics (mid-epoch: the epoch so far)."""
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in model.metrics_variables]
+
+
+def restore_metrics(model, arrays: list[np.ndarray]) -> None:
+    for var, value in zip(model.metrics_variables, arrays, strict=True):
+        var.assign(value)
 
 
 def restore(model, ckpt: Checkpoint) -> None:
@@ -229,17 +256,23 @@ class EpochCheckpoints(keras.callbacks.Callback):
     """Writes a checkpoint at each epoch's end (the arrays are copied on the training thread,
     written by a background one); goes after :class:`~experiments.train.KeepBestEpoch`."""
 
-    def __init__(self, folder: CheckpointDir, keep, history: list[dict[str, float]], metrics_of):
+    def __init__(self, folder: CheckpointDir, keep, history: list[dict[str, float]], metrics_of, steps_per_epoch: int):
         super().__init__()
         self.folder, self.keep, self.metrics_of = folder, keep, metrics_of
+        self.steps_per_epoch = steps_per_epoch
         self.history = list(history)  # the epochs restored, then each one trained here
         self._best_saved_for: int | None = None
         self._writer: OrderedWriter | None = None
+        self._epoch: int | None = None  # the epoch training is in (0-based), between its begin and end
 
     def on_train_begin(self, logs=None):
         self._writer = OrderedWriter("checkpoints")
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
     def on_epoch_end(self, epoch, logs=None):
+        self._epoch = None
         self.history.append(self.metrics_of(logs or {}))
         keep = self.keep
         earlier_best = 0 <= keep.epoch < epoch
@@ -262,6 +295,35 @@ class EpochCheckpoints(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.close()
+
+    def save_stopped(self) -> Path | None:
+        """Training was stopped by a signal: write a stop checkpoint of where it is, now, if that
+        is inside an epoch's training batches (at an epoch's end the checkpoint of that epoch
+        serves; during validation all its batches were trained and the epoch is done again)."""
+        self.close()
+        if self._epoch is None or self.model is None:
+            return None
+        steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        batch = steps - self._epoch * self.steps_per_epoch
+        if not 0 < batch < self.steps_per_epoch:
+            return None
+        keep = self.keep
+        snapshot = _Snapshot(
+            epochs=self._epoch,
+            arrays=model_arrays(self.model),
+            history=list(self.history),
+            best_value=keep.best,
+            best_epoch=keep.epoch,
+            steps=steps,
+            best_arrays=keep.best_weights() if keep.epoch >= 0 else None,
+            best_reused=False,
+            batch=batch,
+            metric_arrays=metric_arrays(self.model),
+        )
+        self.folder.save(snapshot)
+        log.info("stopped in epoch %d after %d of its %d batches: checkpoint written", self._epoch + 1, batch,
+                 self.steps_per_epoch)  # fmt: skip
+        return self.folder.path
 
     def close(self) -> None:
         """Wait for the checkpoints queued so far (an interrupted run keeps its last one)."""

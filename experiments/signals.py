@@ -15,6 +15,11 @@ lands there is lost and the run trains on (measured: two Ctrl-C in a row, both l
 FINISHED). Each interrupt is therefore also kept as pending, and training raises it again at
 its next batch boundary (:func:`raise_pending`) unless it was delivered.
 ``tests/faults/test_signals.py`` fails once nothing drops it any more.
+
+A sweep's worker processes (:func:`stop_at_batch_end`) leave ending the trials to the sweeper,
+which on a stop first sends each of them SIGTERM: a worker that is training stops at its next
+batch boundary (where training writes a stop checkpoint, so the retry loses no batch), one in
+a job that is not training stops at once, an idle one waits to be shut down.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from contextlib import contextmanager
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _PENDING: list[KeyboardInterrupt] = []  # interrupts raised by our handlers and not yet delivered
+_WORKER = {"in_job": False, "training": False, "stopped": 0}  # a sweep worker's state (see stop_at_batch_end)
 
 
 class Terminated(KeyboardInterrupt):
@@ -93,8 +99,41 @@ def delivered() -> None:
     _PENDING.clear()
 
 
-def ignore_termination() -> None:
-    """For a sweep's worker processes: the sweeper, told by the same signal, ends their
-    trials in Optuna and MLflow and then stops them."""
+def stop_at_batch_end() -> None:
+    """For a sweep's worker processes: SIGTERM/SIGHUP stop a training job at its next batch
+    boundary (the sweeper, told by the same signal or sending it, ends the trials in Optuna and
+    MLflow and then the workers), any other job at once, and every job after it at its start."""
+
+    def handler(signum, frame):
+        _WORKER["stopped"] = signum
+        if not _WORKER["in_job"]:
+            return  # idle: the sweeper shuts the worker down
+        if _WORKER["training"]:
+            _pend(Terminated(signum))  # raised by training at its next batch boundary
+            return
+        raise _pend(Terminated(signum))
+
     for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+        signal.signal(s, handler)
+
+
+@contextmanager
+def worker_job() -> Iterator[None]:
+    """A sweep worker runs a job within the block (one that starts after a stop stops at once)."""
+    if _WORKER["stopped"]:
+        raise Terminated(_WORKER["stopped"])
+    _WORKER["in_job"] = True
+    try:
+        yield
+    finally:
+        _WORKER["in_job"] = False
+
+
+@contextmanager
+def training() -> Iterator[None]:
+    """Training runs within the block: a stop waits for the next batch boundary (in a worker)."""
+    _WORKER["training"] = True
+    try:
+        yield
+    finally:
+        _WORKER["training"] = False

@@ -18,7 +18,7 @@ from experiments.cli import RunFailure
 from experiments.keras_internals import create_training_variables
 from experiments.metrics import EPOCH_METRICS, best, direction, keras_logs_to_metrics, keras_name
 from experiments.preprocessing import with_preprocessing
-from experiments.signals import raise_pending
+from experiments.signals import raise_pending, training
 from experiments.trainer_config import OPTIMIZERS, PRECISIONS, SCHEDULES, STRATEGIES, validate_trainer_config  # noqa: F401
 from resnet_blocks import FusedSGD, ModelCost, ResNetSpec, build_resnet, model_cost
 
@@ -385,7 +385,7 @@ def train(
             saved = checkpoints.CheckpointDir(t.checkpoint_dir, run_fingerprint(cfg))
             resumed = _resume(saved, model, keep, callbacks)
             epoch_checkpoints = checkpoints.EpochCheckpoints(
-                saved, keep, resumed.history if resumed else [], lambda logs: keras_logs_to_metrics(logs, model)
+                saved, keep, resumed.history if resumed else [], lambda logs: keras_logs_to_metrics(logs, model), steps
             )
             cbs.insert(2, epoch_checkpoints)
         if slot is not None and hasattr(slot, "release") and test_ds is None:
@@ -397,22 +397,29 @@ def train(
         timing.phases = phases
         if t.steps_per_epoch:
             train_ds = train_ds.repeat()
-        train_ds = _past_trained_epochs(train_ds, resumed, t.steps_per_epoch)
+        plan = _fits(train_ds, resumed, t, steps)
         t0 = time.perf_counter()
         with slot if slot is not None else contextlib.nullcontext():
             if slot is not None:
                 phases["slot_wait_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            history = model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=t.epochs,
-                initial_epoch=resumed.epochs if resumed else 0,
-                steps_per_epoch=t.steps_per_epoch,
-                callbacks=cbs,
-                verbose=t.verbose,
-                shuffle=False,  # the pipeline shuffles; Keras warns if asked to
-            )
+            histories = []
+            with training():
+                for i, fit in enumerate(plan):
+                    histories.append(
+                        model.fit(
+                            fit.data,
+                            validation_data=val_ds,
+                            epochs=fit.epochs,
+                            initial_epoch=fit.initial_epoch,
+                            steps_per_epoch=fit.steps_per_epoch,
+                            callbacks=_spanning(cbs, i, len(plan), t.epochs, fit.first_callbacks),
+                            verbose=t.verbose,
+                            shuffle=False,  # the pipeline shuffles; Keras warns if asked to
+                        )
+                    )
+                    if model.stop_training:  # (an early stop in a resumed epoch)
+                        break
             phases["fit_s"] = time.perf_counter() - t0
             steps_trained = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) - (
                 resumed.steps if resumed else 0
@@ -426,12 +433,13 @@ def train(
             for k, v in metrics.items():
                 if k != "lr":
                     hist.setdefault(k, []).append(v)
-        for i in range(len(history.epoch)):
-            for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
-                hist.setdefault(k, []).append(v)
+        for history in histories:
+            for i in range(len(history.epoch)):
+                for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
+                    hist.setdefault(k, []).append(v)
     except KeyboardInterrupt:  # (Ctrl-C, SIGTERM): the checkpoints stay for the next attempt
         if epoch_checkpoints is not None:
-            epoch_checkpoints.close()
+            epoch_checkpoints.save_stopped()  # (mid-epoch: where it stopped; else the last epoch's serves)
         raise
     except BaseException:  # pruned, diverged, failed: the run is over, its checkpoints of no use
         if epoch_checkpoints is not None and not t.keep_checkpoints:
@@ -448,7 +456,7 @@ def train(
     images = (t.steps_per_epoch * t.batch_size) if t.steps_per_epoch else data.num_train
     steady = timing.train_s[1:] or timing.train_s
     ips = images / (sum(steady) / len(steady)) if steady and sum(steady) > 0 else float("nan")
-    epochs_run = len(history.epoch) + (resumed.epochs if resumed else 0)
+    epochs_run = sum(len(h.epoch) for h in histories) + (resumed.epochs if resumed else 0)
     chosen = keep.epoch if keep.epoch >= 0 else epochs_run - 1
     return TrainResult(
         epoch=chosen + 1,
@@ -501,6 +509,88 @@ def _resume(saved, model, keep: KeepBestEpoch, callbacks: Sequence[Any]):
         if hasattr(cb, "on_resume"):
             cb.on_resume(resumed.history)
     return resumed
+
+
+@dataclass
+class _Fit:
+    data: Any
+    initial_epoch: int
+    epochs: int
+    steps_per_epoch: int | None
+    first_callbacks: tuple = ()  # this fit's own, before the run's (a resumed epoch's metrics)
+
+
+def _fits(train_ds, resumed, t, steps: int) -> list[_Fit]:
+    """The ``fit`` calls that train what remains: one, or, resuming from a stop checkpoint in
+    epoch e after b batches, two: the rest of epoch e (its data past those b batches, its
+    training metrics' totals restored), then epochs e+1 on. Keras's ``fit`` cannot start
+    inside an epoch; its callbacks see the two as one (:func:`_spanning`)."""
+    start = resumed.epochs if resumed else 0
+    spe = t.steps_per_epoch
+    if resumed is None or not resumed.batch:
+        return [_Fit(_past_trained_epochs(train_ds, resumed, spe), start, t.epochs, spe)]
+    b = resumed.batch
+    metrics = resumed.arrays.get(checkpoints.METRICS)
+    first = (_RestoreMetricTotals(metrics),) if metrics is not None else ()
+    if spe:  # one repeated stream: skip what was trained
+        rest = _Fit(train_ds.skip(resumed.steps), start, start + 1, spe - b, first)
+        later = _Fit(train_ds.skip(resumed.steps + spe - b), start + 1, t.epochs, spe)
+    else:
+        data = _past_trained_epochs(train_ds, resumed, None)
+        rest = _Fit(data.skip(b), start, start + 1, None, first)
+        later = _Fit(data, start + 1, t.epochs, None)
+    return [rest] + ([later] if start + 1 < t.epochs else [])
+
+
+class _RestoreMetricTotals(keras.callbacks.Callback):
+    """At the resumed epoch's start (after ``fit`` reset the metrics): the totals of its
+    batches trained before the stop."""
+
+    def __init__(self, arrays):
+        super().__init__()
+        self.arrays = arrays
+
+    def on_epoch_begin(self, epoch, logs=None):
+        checkpoints.restore_metrics(self.model, self.arrays)
+
+
+def _spanning(cbs: list, i: int, n: int, epochs: int, first: Sequence[Any] = ()) -> list:
+    """Callbacks for fit ``i`` of ``n`` that train one run: each sees one training, begun in
+    the first fit and ended in the last, of ``epochs`` epochs."""
+    if n == 1:
+        return [*first, *cbs]
+    return [*first, *(_Spanned(cb, begins=i == 0, ends=i == n - 1, epochs=epochs) for cb in cbs)]
+
+
+class _Spanned(keras.callbacks.Callback):
+    """``callback`` inside one of several ``fit`` calls of one run: its training begins and
+    ends once, and its ``params["epochs"]`` is the run's."""
+
+    def __init__(self, callback, *, begins: bool, ends: bool, epochs: int):
+        super().__init__()
+        self.callback, self.begins, self.ends, self.epochs = callback, begins, ends, epochs
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.callback.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.callback.set_params({**params, "epochs": self.epochs})
+
+    def on_train_begin(self, logs=None):
+        if self.begins:
+            self.callback.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self.ends:
+            self.callback.on_train_end(logs)
+
+    def __getattribute__(self, name):
+        # Every other hook (epochs, batches, validation) goes straight to the callback.
+        if name.startswith("on_") and name not in ("on_train_begin", "on_train_end"):
+            return getattr(object.__getattribute__(self, "callback"), name)
+        return object.__getattribute__(self, name)
 
 
 def _past_trained_epochs(train_ds, resumed, steps_per_epoch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
@@ -31,7 +32,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import open_dict
 
-from experiments.signals import ignore_termination
+from experiments.signals import stop_at_batch_end, worker_job
 from experiments.sweep import gc_policy
 from experiments.sweep.forkserver import PRELOAD, die_with_parent, worker_context
 from experiments.sweep.ticket import JobServices
@@ -39,6 +40,7 @@ from experiments.sweep.ticket import JobServices
 log = logging.getLogger(__name__)
 
 
+STOP_GRACE_S = 30  # a stopped sweep waits this long for its training jobs' stop checkpoints (SLURM: 30-90 s)
 _SLOTS = None  # in a worker: the pool's semaphore of training slots (None: no gate)
 _RELEASES = None  # in a worker: the pool's ring of trials that gave a slot back (see training_slot)
 _DATA_LOCK = None  # in a worker: held while a worker warms its data up (one at a time)
@@ -60,7 +62,7 @@ def _init_worker(slots, releases=None, data_lock=None, placement=None) -> None:
 
         claim(*placement)
     die_with_parent()
-    ignore_termination()  # SIGTERM/SIGHUP to the whole group: the sweeper ends the trials, then the workers
+    stop_at_batch_end()  # SIGTERM/SIGHUP (to the group, or from the sweeper): the sweeper ends the trials
     # A trial's cyclic garbage is its model and traced graphs: about 28,000-37,000 objects
     # for a small ResNet on digits whether it trains 2 or 30 epochs (measured), none per
     # step. So a worker collects once per job (its clean-up after the result, or at the next
@@ -164,13 +166,14 @@ def _execute(payload: bytes) -> tuple[JobReturn, int, float]:
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx
     HydraConfig.instance().set_config(sweep_config)
-    ret = run_job(
-        hydra_context=hydra_context,
-        config=sweep_config,
-        task_function=task_function,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    with worker_job():
+        ret = run_job(
+            hydra_context=hydra_context,
+            config=sweep_config,
+            task_function=task_function,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
     from experiments.memory import rss_mb
 
     rss = rss_mb()
@@ -276,6 +279,7 @@ class ProcessLauncherImpl:
         self.recycled = 0  # times the workers were replaced for growing (for logs and tests)
         self._retired: list = []  # pools shut down without waiting (see close)
         self._placement: list[str] | None = None  # device slots the workers claim (see place)
+        self._jobs: set[Future] = set()  # the pool's futures of the jobs not done yet
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         self.hydra_context, self.task_function, self.config = hydra_context, task_function, config
@@ -376,6 +380,8 @@ class ProcessLauncherImpl:
         except BrokenProcessPool:  # a worker died since the last check: replace them once
             self.close()
             job = self._executor().submit(_execute, payload)
+        self._jobs.add(job)
+        job.add_done_callback(self._jobs.discard)
         job.add_done_callback(finished)
         return outcome
 
@@ -403,7 +409,9 @@ class ProcessLauncherImpl:
         ``wait=False``: return while they exit (the process waits for them when it ends)."""
         if self._pool is not None:
             if kill:
-                for process in list(getattr(self._pool, "_processes", {}).values()):
+                processes = list(getattr(self._pool, "_processes", {}).values())
+                self._stop_jobs(processes)
+                for process in processes:
                     process.kill()
             self._pool.shutdown(wait=wait, cancel_futures=True)
             if not wait:
@@ -416,6 +424,19 @@ class ProcessLauncherImpl:
         self._first_rss.clear()
         self._grown.clear()
         self._broken = False
+
+    def _stop_jobs(self, processes) -> None:
+        """Ask the workers to stop (SIGTERM): a training job stops at its next batch boundary
+        and writes a stop checkpoint, others at once; wait for them up to ``STOP_GRACE_S``."""
+        running = [job for job in list(self._jobs) if job.running()]
+        if not running:
+            return
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError, AttributeError, TypeError):
+                os.kill(process.pid, signal.SIGTERM)
+        done, left = wait(running, timeout=STOP_GRACE_S)
+        if left:
+            log.warning("%d job(s) still running %d s after being asked to stop: killed", len(left), STOP_GRACE_S)
 
 
 def _failed(overrides: Sequence[str], err: BaseException) -> JobReturn:

@@ -3,10 +3,12 @@ kill -9 and SIGTERM, real checkpoints damaged on disk, real stores."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,14 +93,65 @@ def test_a_run_killed_after_epoch_k_trains_only_the_rest_and_ends_with_the_unint
     assert m["test/accuracy"] == whole.data.metrics["test/accuracy"]  # the model kept (best epoch) is the same
 
 
-def test_sigterm_mid_epoch_leaves_a_checkpoint_and_the_next_attempt_resumes_from_it(tmp_path):
+def _stop_mid_epoch(cmd, cwd, ckpt: Path, sig: int) -> subprocess.Popen:
+    """Start ``cmd``; once epoch 2's checkpoint is written, send ``sig`` 40% into the next
+    epoch (timed from the first two checkpoints), inside its training batches."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _newest_epoch(ckpt) >= 2, 300, proc, "epoch 2's checkpoint")
+    written = {p.parent.name: json.loads(p.read_text())["written"] for p in ckpt.glob("epoch-*/state.json")}
+    period = written["epoch-0002"] - written["epoch-0001"] if "epoch-0001" in written else 1.0
+    time.sleep(max(0.0, written["epoch-0002"] + 0.4 * period - time.time()))
+    proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return proc
+
+
+# Small batches and a small validation split: most of an epoch is its training batches.
+MID_EPOCH = ("trainer.batch_size=16", "data.validation_split=0.05", "trainer.keep_checkpoints=true")
+
+
+def test_sigterm_mid_epoch_writes_a_stop_checkpoint_and_the_next_attempt_trains_only_the_remaining_batches(tmp_path):
+    """SIGTERM inside an epoch: a checkpoint at that batch boundary; the next attempt trains that
+    epoch's remaining batches, then the rest, and ends with an uninterrupted run's weights,
+    metrics (its resumed epoch's training metrics included) and test accuracy."""
+    whole_uri, whole_ckpt = new_store(tmp_path / "whole.db"), tmp_path / "whole-ckpt"
+    _run(_run_cmd(tmp_path, whole_uri, whole_ckpt, *MID_EPOCH), tmp_path)
+
+    uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
+    cmd = _run_cmd(tmp_path, uri, ckpt, *MID_EPOCH)
+    stopped = _stop_mid_epoch(cmd, tmp_path, ckpt, signal.SIGTERM)
+    assert stopped.returncode == 128 + signal.SIGTERM
+    newest = max(ckpt.glob("epoch-*"))
+    assert "-batch-" in newest.name, sorted(p.name for p in ckpt.glob("epoch-*"))
+    state = json.loads((newest / "state.json").read_text())
+    k, b, steps_before = state["epochs"], state["batch"], state["steps"]
+    resumed = _run(cmd, tmp_path)
+    assert f"{k} epoch(s) trained before, {steps_before} step(s)" in resumed.stdout + resumed.stderr
+
+    (whole,) = runs(whole_uri)
+    first, second = sorted(runs(uri), key=lambda r: r.info.start_time)
+    assert first.info.status == "KILLED" and first.data.tags["failure_reason"] == "terminated by SIGTERM"
+    m = second.data.metrics
+    steps_per_epoch = -(-int(m["data/num_train"]) // 16)
+    assert 0 < b < steps_per_epoch and steps_before == k * steps_per_epoch + b
+    assert m["train/epochs_resumed"] == k and m["train/epochs_run"] == EPOCHS
+    assert m["train/steps_trained"] == EPOCHS * steps_per_epoch - steps_before  # not one batch twice
+    for key in ("val/loss", "train/loss", "train/accuracy"):
+        assert [s for s, _ in _history(uri, second, key)] == list(range(1, EPOCHS + 1))
+        assert _history(uri, second, key) == _history(whole_uri, whole, key), key
+    final, reference = _arrays(ckpt / f"epoch-{EPOCHS:04d}"), _arrays(whole_ckpt / f"epoch-{EPOCHS:04d}")
+    assert len(final) == len(reference) and all(np.array_equal(a, b) for a, b in zip(final, reference, strict=True))
+    assert m["test/accuracy"] == whole.data.metrics["test/accuracy"]
+
+
+def test_sigterm_leaves_a_checkpoint_the_next_attempt_resumes_from_and_a_finished_run_keeps_none(tmp_path):
     uri, ckpt = new_store(tmp_path / "mlflow.db"), tmp_path / "ckpt"
     cmd = _run_cmd(tmp_path, uri, ckpt)
     stopped = _start_and_stop_after(cmd, tmp_path, ckpt, 2, signal.SIGTERM)
     assert stopped.returncode == 128 + signal.SIGTERM
     left = sorted(p.name for p in ckpt.glob("epoch-*"))
     assert left and left[-1] >= "epoch-0002"
-    k = int(left[-1].split("-")[1])
+    k = json.loads((ckpt / left[-1] / "state.json").read_text())["epochs"]
     _run(cmd, tmp_path)
     first, second = sorted(runs(uri), key=lambda r: r.info.start_time)
     assert first.info.status == "KILLED" and first.data.tags["failure_reason"] == "terminated by SIGTERM"
