@@ -19,7 +19,8 @@ its next batch boundary (:func:`raise_pending`) unless it was delivered.
 A sweep's worker processes (:func:`stop_at_batch_end`) leave ending the trials to the sweeper,
 which on a stop first sends each of them SIGTERM: a worker that is training stops at its next
 batch boundary (where training writes a stop checkpoint, so the retry loses no batch), one in
-a job that is not training stops at once, an idle one waits to be shut down.
+a job that is not training stops at once, an idle one waits to be shut down. Ctrl-C, which
+reaches the workers too, stops them the same way.
 """
 
 from __future__ import annotations
@@ -99,21 +100,29 @@ def delivered() -> None:
     _PENDING.clear()
 
 
+def _stop(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 def stop_at_batch_end() -> None:
-    """For a sweep's worker processes: SIGTERM/SIGHUP stop a training job at its next batch
-    boundary (the sweeper, told by the same signal or sending it, ends the trials in Optuna and
-    MLflow and then the workers), any other job at once, and every job after it at its start."""
+    """For a sweep's worker processes: SIGTERM/SIGHUP/SIGINT stop a training job at its next
+    batch boundary (the sweeper, told by the same signal or sending it, ends the trials in
+    Optuna and MLflow and then the workers), any other job at once, and every job after it at
+    its start. The first signal names the stop: Ctrl-C reaches the terminal's whole process
+    group, then the sweeper's own SIGTERM follows, and the trial was interrupted by Ctrl-C."""
 
     def handler(signum, frame):
+        if _WORKER["stopped"]:
+            return  # stopping already, for the first signal's reason
         _WORKER["stopped"] = signum
         if not _WORKER["in_job"]:
             return  # idle: the sweeper shuts the worker down
         if _WORKER["training"]:
-            _pend(Terminated(signum))  # raised by training at its next batch boundary
+            _pend(_stop(signum))  # raised by training at its next batch boundary
             return
-        raise _pend(Terminated(signum))
+        raise _pend(_stop(signum))
 
-    for s in SIGNALS:
+    for s in (*SIGNALS, signal.SIGINT):
         signal.signal(s, handler)
 
 
@@ -121,7 +130,7 @@ def stop_at_batch_end() -> None:
 def worker_job() -> Iterator[None]:
     """A sweep worker runs a job within the block (one that starts after a stop stops at once)."""
     if _WORKER["stopped"]:
-        raise Terminated(_WORKER["stopped"])
+        raise _stop(_WORKER["stopped"])
     _WORKER["in_job"] = True
     try:
         yield

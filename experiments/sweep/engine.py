@@ -90,8 +90,8 @@ class Engine:
                         executor.close()
                         break
                     continue
-                # (With a live board, wake each second to redraw the trials' epochs.)
-                for future in executor.collect(in_flight, timeout=1.0 if progress.board else None):
+                # (With a live board, wake twice a second to redraw the trials' epochs.)
+                for future in executor.collect(in_flight, timeout=0.5 if progress.board else None):
                     self.recorder.launched(in_flight.pop(future), future.result())
                 self._in_flight(in_flight)
         except BaseException as err:

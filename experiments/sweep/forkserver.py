@@ -17,6 +17,17 @@ import threading
 from collections.abc import Sequence
 
 
+def ignore_stop_signals() -> None:
+    """In the fork server: SIGTERM and SIGHUP do nothing. SLURM and ``kill`` signal the whole
+    process group; a fork server that ended on them would take its workers with it (each dies
+    with it, see :func:`die_with_parent`) before their training jobs reach the batch boundary
+    where they write a stop checkpoint. It ends with the sweeper instead."""
+    import signal
+
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_IGN)
+
+
 def die_with_parent() -> None:
     """On Linux, have this process killed when the thread that started it ends (its parent's
     main thread here: the sweeper's for the fork server, the fork server's for a worker)."""
@@ -98,6 +109,7 @@ def _start_fork_server() -> None:
             pid = os.fork()
             if pid == 0:  # the fork server: serve until the sweeper is gone, never return
                 try:
+                    ignore_stop_signals()  # (a fork of the sweeper: its handlers would end this)
                     os.close(alive_w)
                     _preload_and_freeze(preload)
                     forkserver.main(listener.fileno(), alive_r, [], **data)

@@ -93,14 +93,19 @@ def test_a_run_killed_after_epoch_k_trains_only_the_rest_and_ends_with_the_unint
     assert m["test/accuracy"] == whole.data.metrics["test/accuracy"]  # the model kept (best epoch) is the same
 
 
-def _stop_mid_epoch(cmd, cwd, ckpt: Path, sig: int) -> subprocess.Popen:
-    """Start ``cmd``; once epoch 2's checkpoint is written, send ``sig`` 40% into the next
-    epoch (timed from the first two checkpoints), inside its training batches."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: _newest_epoch(ckpt) >= 2, 300, proc, "epoch 2's checkpoint")
+def _sleep_into_epoch_3(ckpt: Path) -> None:
+    """Once epoch 2's checkpoint is in ``ckpt``: sleep until 40% into epoch 3 (timed from the
+    first two checkpoints), inside its training batches."""
     written = {p.parent.name: json.loads(p.read_text())["written"] for p in ckpt.glob("epoch-*/state.json")}
     period = written["epoch-0002"] - written["epoch-0001"] if "epoch-0001" in written else 1.0
     time.sleep(max(0.0, written["epoch-0002"] + 0.4 * period - time.time()))
+
+
+def _stop_mid_epoch(cmd, cwd, ckpt: Path, sig: int) -> subprocess.Popen:
+    """Start ``cmd``; send ``sig`` 40% into epoch 3."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: _newest_epoch(ckpt) >= 2, 300, proc, "epoch 2's checkpoint")
+    _sleep_into_epoch_3(ckpt)
     proc.send_signal(sig)
     proc.communicate(timeout=120)
     return proc
@@ -198,8 +203,8 @@ def test_a_checkpoint_written_for_another_configuration_is_not_loaded(tmp_path):
     assert last.data.metrics["train/epochs_resumed"] == 0
 
 
-def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, f"trainer.epochs={epochs}",
+def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, f"trainer.epochs={epochs}", *extra,
             "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none", "hydra.sweeper.baselines=[]",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
             f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
@@ -208,24 +213,33 @@ def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int) -> list[str]
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "SIGTERM"])
 def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path, sig):
-    """kill -9 of the whole sweep (SQLite study), or SIGTERM to its process group as SLURM
-    sends it: the same command retries the trial, which trains only its remaining epochs,
-    reports only those, and its run's history has no gap."""
+    """kill -9 of the whole sweep (SQLite study) after epoch 2, or SIGTERM to its process group
+    inside epoch 3, as SLURM sends it: the same command retries the trial, which trains only its
+    remaining epochs (SIGTERM: the remaining batches of the epoch it was stopped in, then the
+    rest), reports only those, and its run's history has no gap."""
     epochs = 8
+    terminated = sig == signal.SIGTERM
+    batch_size = 16 if terminated else 128  # (SIGTERM: many batches, a boundary to stop at)
     uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
     ckpts = tmp_path / "optuna-checkpoints" / "quick"
-    cmd = _sweep_cmd(tmp_path, storage, uri, epochs)
+    cmd = _sweep_cmd(tmp_path, storage, uri, epochs, f"trainer.batch_size={batch_size}", "data.validation_split=0.05")
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     wait_for(lambda: _newest_epoch(ckpts, "t*/epoch-*/state.json") >= 2, 300, proc, "a trial's second checkpoint")
+    if terminated:
+        (folder,) = ckpts.iterdir()
+        _sleep_into_epoch_3(folder)
     os.killpg(proc.pid, sig)
     proc.communicate(timeout=120)
-    if sig == signal.SIGTERM:  # stopped, not killed: nothing is left waiting or running
+    if terminated:  # stopped, not killed: nothing is left waiting or running
         stopped = optuna.load_study(study_name="quick", storage=storage).trials
         assert proc.returncode == 128 + sig and all(t.state.is_finished() for t in stopped)
     (folder,) = ckpts.iterdir()
     victim_number = int(folder.name[1:])
-    k = max(int(p.name.split("-")[1]) for p in folder.glob("epoch-*"))
+    newest = max(folder.glob("epoch-*"))  # (names sort in training order)
+    assert ("-batch-" in newest.name) == terminated, sorted(p.name for p in folder.glob("epoch-*"))
+    state = json.loads((newest / "state.json").read_text())
+    k, b = state["epochs"], state.get("batch", 0)
 
     done = _run(cmd, tmp_path)
     study = optuna.load_study(study_name="quick", storage=storage)
@@ -242,8 +256,8 @@ def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path, sig):
     assert run.data.tags["sweep.retry_of"] == str(victim_number)
     history = client.get_metric_history(run.info.run_id, "val/accuracy")
     assert [m.step for m in history] == list(range(1, epochs + 1))  # the killed attempt's epochs, then its own
-    steps = -(-int(run.data.metrics["data/num_train"]) // 128)
-    assert run.data.metrics["train/steps_trained"] == (epochs - k) * steps
+    steps = -(-int(run.data.metrics["data/num_train"]) // batch_size)
+    assert run.data.metrics["train/steps_trained"] == (epochs - k) * steps - b  # not one batch twice
     for step in range(k + 1, epochs + 1):  # what Optuna was told is what MLflow shows
         assert retry.intermediate_values[step] == pytest.approx(history[step - 1].value)
     assert not (tmp_path / "optuna-checkpoints").exists(), done.stderr[-2000:]  # the study reached its total

@@ -411,7 +411,7 @@ def test_in_a_terminal_a_live_board_follows_the_trials_in_flight(tmp_path):
     main, child = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "experiments.run", "+sweep=quick", *SMALL, "hydra.sweeper.n_trials=3", "hydra.sweeper.baselines=[]",
-         "trainer.epochs=4", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
+         "trainer.epochs=4", "trainer.batch_size=16",  # (epochs long enough for the board to see one) f"hydra.sweeper.storage=sqlite:///{tmp_path / 'optuna.db'}",
          f"hydra.sweep.dir={tmp_path / 'multirun'}"],
         cwd=tmp_path, env=env, stdin=child, stdout=child, stderr=child,
     )  # fmt: skip
