@@ -6,7 +6,7 @@ runs' training or their selection); ``--samples`` of the rest are the sweep's da
 validation). Then, each step in its own process with shared Optuna and MLflow stores:
 
 1. the shipped ``blocks`` sweep (``conf/sweep/blocks.yaml``) at its own budget, with a MACs
-   constraint (``--max-macs``: what the shipped model may cost; ResNet-20: 40.6 M); its first
+   constraint (``--max-macs``: what the shipped model may cost, by default the baseline's); its first
    trial is its baseline, the run config's own ``cifar_resnet20``;
 2. ``python -m experiments.sweep.finalize`` of its top-k trials x seeds at the final budget,
    which retrains the baseline with the same seeds and ends with the verdict.
@@ -63,8 +63,8 @@ def main() -> None:
         "--skip-sweep", action="store_true", help="finalize the study already in --workdir (a sweep stopped early)"
     )
     p.add_argument("--final-epochs", type=int, default=10)
-    p.add_argument("--max-macs", default="41000000",
-                   help="the sweep's constraint: a number (ResNet-20: 40.6 M), or baseline, 0.6*baseline")  # fmt: skip
+    p.add_argument("--max-macs", default="baseline",
+                   help="the sweep's constraint: baseline (default), 0.6*baseline, or a number (ResNet-20: 40.6 M)")  # fmt: skip
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/resnet_blocks"))

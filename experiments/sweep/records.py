@@ -2,7 +2,7 @@
 
 :class:`Recorder` is the one place a trial of this invocation is told (trained, pruned,
 failed, rejected before training, or reusing an identical trial's values). The study's MLflow
-bookkeeping is a component it calls (:class:`MlflowBook`, or :class:`NoBook` without
+bookkeeping is a component it calls (:class:`TrackedBook`, or :class:`NoBook` without
 tracking), as Optuna calls its callbacks: Optuna and MLflow always end a trial in agreement.
 """
 
@@ -62,7 +62,7 @@ class NoBook:
 
 
 @dataclass
-class MlflowBook:
+class TrackedBook:
     """The study's MLflow runs: a child run per trial under one parent run per study.
 
     When the tracking store stops answering (after the bounded retries of
@@ -170,7 +170,7 @@ class Recorder:
     """Tells the study how each trial ended, keeps MLflow in step, prints it."""
 
     study: Any
-    book: Any  # MlflowBook | NoBook
+    book: Any  # TrackedBook | NoBook
     progress: Any  # experiments.sweep.progress.Progress
     heartbeats: Any = None  # experiments.sweep.study.Heartbeats, once trials are asked
 

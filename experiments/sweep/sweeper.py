@@ -36,7 +36,7 @@ from experiments.sweep.executor import PoolExecutor, make_executor, task_for_lau
 from experiments.sweep.layers import PlainLayer, ResNetLayer
 from experiments.sweep.live import board_or_lines
 from experiments.sweep.progress import Progress
-from experiments.sweep.records import MlflowBook, NoBook, Recorder
+from experiments.sweep.records import NoBook, Recorder, TrackedBook
 from experiments.sweep.space import Param, parse_param, parse_space, search_space_hook
 from experiments.sweep.ticket import trial_function
 from experiments.sweep.trial_checkpoints import checkpoint_root, remove_study_checkpoints
@@ -282,7 +282,7 @@ class SweeperImpl:
         runs.set_tags(parent, {"sweep.objectives": ",".join(objectives), "sweep.directions": ",".join(directions),
                                "sweep.sampler": c.sampler.name, "sweep.pruner": c.pruner.name, "sweep.n_trials": c.n_trials,
                                **self._code_tags()})  # fmt: skip
-        return MlflowBook(runs, parent, c.study_name)
+        return TrackedBook(runs, parent, c.study_name)
 
     def _device_slots(self) -> list[str] | None:
         """``devices`` and ``trials_per_device`` as the slots the workers claim; n_jobs set to
