@@ -149,11 +149,34 @@ def _callbacks(t, extra: Sequence[Any]):
     guard = FiniteLossGuard()
     cbs: list[Any] = [InterruptAtBatchEnd(), timing, HoldWritesBetweenEpochs(), guard]
     if t.early_stopping_patience:
-        mode = "max" if t.monitor.endswith("accuracy") else "min"
-        cbs.append(
-            keras.callbacks.EarlyStopping(monitor=keras_name(t.monitor), patience=t.early_stopping_patience, mode=mode)
-        )
+        cbs.append(ResumableEarlyStopping(t.monitor, t.early_stopping_patience, t.monitor.endswith("accuracy")))
     return timing, guard, cbs + list(extra)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's ``EarlyStopping`` that goes on counting where a resumed run left off.
+
+    Keras starts it over at each ``fit``: a run resumed from a checkpoint would forget how many
+    epochs had passed without improvement and train up to ``patience`` epochs more than an
+    uninterrupted run. Its best value and epochs since are replayed from the checkpoint's
+    history instead (``on_resume``), as Keras would have counted them (min_delta 0)."""
+
+    def __init__(self, metric: str, patience: int, maximize: bool):
+        super().__init__(monitor=keras_name(metric), patience=patience, mode="max" if maximize else "min")
+        self.metric, self.maximize = metric, maximize
+        self._earlier: list[float | None] = []
+
+    def on_resume(self, history: Sequence[dict[str, float]]) -> None:
+        self._earlier = [epoch.get(self.metric) for epoch in history]
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for epoch, value in enumerate(self._earlier):
+            if value is None:
+                continue
+            self.wait += 1
+            if self.best is None or (value > self.best if self.maximize else value < self.best):
+                self.best, self.best_epoch, self.wait = value, epoch, 0
 
 
 class InterruptAtBatchEnd(keras.callbacks.Callback):
@@ -383,7 +406,7 @@ def train(
         resumed = None
         if t.checkpoint_dir:
             saved = checkpoints.CheckpointDir(t.checkpoint_dir, run_fingerprint(cfg))
-            resumed = _resume(saved, model, keep, callbacks)
+            resumed = _resume(saved, model, keep, cbs)
             epoch_checkpoints = checkpoints.EpochCheckpoints(
                 saved, keep, resumed.history if resumed else [], lambda logs: keras_logs_to_metrics(logs, model), steps
             )
@@ -493,7 +516,7 @@ def run_fingerprint(cfg) -> str:
 
 def _resume(saved, model, keep: KeepBestEpoch, callbacks: Sequence[Any]):
     """Restore the newest valid checkpoint in ``saved`` into ``model`` and ``keep``; tell the
-    callbacks that replay earlier epochs (``on_resume(history)``: the tracker's logger)."""
+    callbacks that replay earlier epochs (``on_resume(history)``: the tracker's logger, early stopping)."""
     resumed = saved.latest()
     if resumed is None:
         return None
