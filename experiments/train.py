@@ -460,7 +460,9 @@ def train(
             for i in range(len(history.epoch)):
                 for k, v in keras_logs_to_metrics({k: vals[i] for k, vals in history.history.items()}).items():
                     hist.setdefault(k, []).append(v)
-    except KeyboardInterrupt:  # (Ctrl-C, SIGTERM): the checkpoints stay for the next attempt
+    # Ctrl-C, SIGTERM, and submitit's preemption or time-out (its SIGUSR2 handler requeues the
+    # job by raising SystemExit wherever training is): the checkpoints stay for the next attempt.
+    except (KeyboardInterrupt, SystemExit):
         if epoch_checkpoints is not None:
             epoch_checkpoints.save_stopped()  # (mid-epoch: where it stopped; else the last epoch's serves)
         raise

@@ -103,7 +103,7 @@ def _load_through_input_check(path: str, mlflow_model) -> None:
     from mlflow.models.model import MLMODEL_FILE_NAME
     from mlflow.pyfunc import FLAVOR_NAME
 
-    from experiments.tracking import resnet_blocks_pyfunc
+    import experiments.tracking.resnet_blocks_pyfunc as resnet_blocks_pyfunc
 
     code = os.path.join(path, "code")
     os.makedirs(code, exist_ok=True)

@@ -3,6 +3,7 @@ kill -9 and SIGTERM, real checkpoints damaged on disk, real stores."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import psutil
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -203,9 +205,9 @@ def test_a_checkpoint_written_for_another_configuration_is_not_loaded(tmp_path):
     assert last.data.metrics["train/epochs_resumed"] == 0
 
 
-def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int, *extra: str) -> list[str]:
+def _sweep_cmd(tmp_path: Path, storage: str, uri: str, epochs: int, *extra: str, trials: int = 2) -> list[str]:
     return [sys.executable, "-m", "experiments.run", "+sweep=quick", *TINY, f"trainer.epochs={epochs}", *extra,
-            "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner.name=none", "hydra.sweeper.baselines=[]",
+            f"hydra.sweeper.n_trials={trials}", "hydra.sweeper.pruner.name=none", "hydra.sweeper.baselines=[]",
             "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
             f"hydra.sweeper.storage={storage}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
             f"tracking.tracking_uri={uri}"]  # fmt: skip
@@ -261,3 +263,44 @@ def test_a_sweep_killed_mid_trial_retries_it_from_its_checkpoint(tmp_path, sig):
     for step in range(k + 1, epochs + 1):  # what Optuna was told is what MLflow shows
         assert retry.intermediate_values[step] == pytest.approx(history[step - 1].value)
     assert not (tmp_path / "optuna-checkpoints").exists(), done.stderr[-2000:]  # the study reached its total
+
+
+def _submitit_job(sweep: subprocess.Popen) -> psutil.Process:
+    """The process submitit runs the job in (under its local controller)."""
+    for child in psutil.Process(sweep.pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "submitit.core._submit" in " ".join(child.cmdline()):
+                return child
+    raise AssertionError("no submitit job process under the sweep")
+
+
+def test_a_trial_preempted_under_submitit_is_requeued_and_resumes_from_its_checkpoint(tmp_path):
+    """SLURM warns a job it preempts (or times out) with SIGUSR2; submitit's handler checkpoints
+    Hydra's job and requeues it by raising SystemExit wherever training is. The trial keeps its
+    checkpoints through that exit, and the requeued job (the same trial) trains only what is
+    left: the path ``hydra/launcher=submitit_slurm`` takes, run by ``submitit_local``."""
+    epochs = 8
+    uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    ckpts = tmp_path / "optuna-checkpoints" / "quick"
+    cmd = _sweep_cmd(tmp_path, storage, uri, epochs, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                     trials=1)  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+    wait_for(lambda: _newest_epoch(ckpts, "t*/epoch-*/state.json") >= 2, 300, proc, "the trial's second checkpoint")
+    _submitit_job(proc).send_signal(signal.SIGUSR2)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "requeue" in (out + err + "".join(p.read_text() for p in tmp_path.glob("multirun/**/*_log.*"))).lower()
+    (trial,) = optuna.load_study(study_name="quick", storage=storage).trials
+    assert trial.state == TrialState.COMPLETE
+    k = trial.user_attrs["epochs_resumed"]  # (the requeued job restored the preempted one's checkpoint)
+    assert k >= 2
+    assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+    finished = [r for r in runs(uri) if r.data.tags.get("sweep.trial") == "0" and r.info.status == "FINISHED"]
+    (run,) = finished
+    steps = -(-int(run.data.metrics["data/num_train"]) // 128)
+    trained = run.data.metrics["train/steps_trained"]
+    assert (epochs - k - 1) * steps < trained <= (epochs - k) * steps  # the rest, from where it stopped
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "val/accuracy")
+    assert [m.step for m in history] == list(range(1, epochs + 1))
+    assert not (tmp_path / "optuna-checkpoints").exists()  # finished: its checkpoints removed
