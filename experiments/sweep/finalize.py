@@ -50,6 +50,7 @@ class Candidate:
     baseline: str | None = None  # the baseline's label, for a study's baseline
     runs: list[dict] = field(default_factory=list)  # {seed, run_id, val, test, model_uri}
     cost: dict = field(default_factory=dict)  # macs, params, latency_ms (of its first seed's model)
+    over_budget: bool = False  # a baseline trained beyond the study's constraints: never shipped
 
     @property
     def name(self) -> str:
@@ -122,6 +123,7 @@ def plan(study, args) -> tuple[list[Candidate], dict]:
         plan_run(base, build=False)  # a bad override fails here, before any training
         value = float(t.values[0]) if t.values else None
         c = seen[key] = Candidate(t.number, arch_label(base.model), value, overrides, baseline=label)
+        c.over_budget = any(v > 0 for v in (getattr(t, "constraints", None) or {}).values())
         for i in range(args.seeds):
             seed = int(base.trainer.seed) + i
             configs[(t.number, seed)] = compose([*overrides, f"trainer.seed={seed}"])
@@ -223,7 +225,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
         baselines = sorted((c for c in candidates if c.baseline is not None), key=lambda c: -c.mean_std("val")[0])
         ranked = sorted(candidates, key=lambda c: -c.mean_std("val")[0])
         verdict = judge(searched[0], baselines[0]) if searched and baselines else None
-        shipped = searched[0] if searched and (verdict is None or verdict.paid) else baselines[0]
+        shipped = searched[0] if searched and (verdict is None or verdict.ships_winner) else baselines[0]
         winner = _winner(shipped)
         _log_results(runs, parent, ranked, winner, verdict, args)
         return ranked, winner, verdict
@@ -306,6 +308,7 @@ def judge(winner: Candidate, baseline: Candidate) -> Verdict:
         macs_ratio=ratio(winner.cost.get("macs"), baseline.cost.get("macs")),
         params_ratio=ratio(winner.cost.get("params"), baseline.cost.get("params")),
         latency_ratio=ratio(winner.cost.get("latency_ms"), baseline.cost.get("latency_ms")),
+        baseline_over_budget=baseline.over_budget,
     )
 
 

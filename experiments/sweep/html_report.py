@@ -22,6 +22,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from experiments.sweep.selection import fmt_se, is_accuracy
+from experiments.sweep.study import best_trials
 
 TOP_TRIALS = 5
 MIN_IMPORTANCE_TRIALS = 4  # importance estimates from fewer trials rank parameters by chance
@@ -251,7 +252,7 @@ def top_trials(study, n: int = TOP_TRIALS) -> list[int]:
     sign = -1 if study.directions[0] == StudyDirection.MAXIMIZE else 1
     ranked = sorted(done, key=lambda t: sign * t.values[0])
     if len(study.directions) > 1:
-        pareto = {t.number for t in study.best_trials if "duplicate_of" not in t.user_attrs}
+        pareto = {t.number for t in best_trials(study) if "duplicate_of" not in t.user_attrs}
         ranked = [t for t in ranked if t.number in pareto] + [t for t in ranked if t.number not in pareto]
     return [t.number for t in ranked[:n]]
 

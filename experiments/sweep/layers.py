@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from experiments.sweep.space import sample
 from experiments.sweep.ticket import TrialTicket
 from experiments.sweep.trial_checkpoints import trial_folder
 from resnet_blocks import SpecError
+
+log = logging.getLogger("experiments.sweep")
 
 
 @dataclass
@@ -84,13 +87,21 @@ class ResNetLayer:
             recorder.fail_unlaunched(trial, values, f"{type(err).__name__}: {err}")
             return None
         spec_key = repr(plan.spec)
+        label = trial_label(trial)
+        constraints = OmegaConf.to_container(c.constraints, resolve=True)
         over = st.over_budget(c.constraints, plan.cost) if plan.cost is not None else None
-        if over:
+        if over and label is None:
             reason, excess = over
-            recorder.reject(trial, values, reason, named(arch, trial_label(trial)), constraint=excess)
+            recorder.reject(trial, values, reason, named(arch, label), constraint=excess)
             return None
+        if over:  # A baseline is the reference every trial is compared with: trained over budget
+            # too, infeasible to the sampler and to the study's best trial, never a candidate.
+            log.info(
+                "t%02d %s is %s: trained as the reference, never chosen", trial.number, named(arch, label), over[0]
+            )
+            constraints.update(max_params=None, max_macs=None)
         if plan.cost is not None:  # (otherwise the job records them once it has checked its model)
-            trial.set_constraint(st.CONSTRAINT_KEY, 0.0)  # (Optuna sets a constraint once)
+            trial.set_constraint(st.CONSTRAINT_KEY, float(max(over[1], 1e-6)) if over else 0.0)  # (once only)
             trial.set_user_attr("params", plan.cost.trainable_params)
             trial.set_user_attr("macs", plan.cost.macs)
         ticket = TrialTicket(
@@ -99,16 +110,16 @@ class ResNetLayer:
             number=trial.number,
             monitor=self.monitor,
             pruner=OmegaConf.to_container(c.pruner, resolve=True),
-            constraints=OmegaConf.to_container(c.constraints, resolve=True),
+            constraints=constraints,
             parent_run_id=self.parent_run_id,
             retry_of=retry_of,
-            baseline=trial_label(trial),
+            baseline=label,
             checkpoint_dir=None
             if self.checkpoints is None
             else trial_folder(self.checkpoints, c.study_name, trial.number, retry_of),
             keep_checkpoints=bool(c.keep_checkpoints),
         )
-        return Pending(trial, values, named(arch, trial_label(trial)), Job(overrides, ticket, composed=cfg), spec_key)
+        return Pending(trial, values, named(arch, label), Job(overrides, ticket, composed=cfg), spec_key)
 
     def finish(self, study, objectives: list[str], book, status: str, reason: str | None) -> None:
         """The summary table, ``optimization_results.yaml``, the report; the parent run ends."""

@@ -250,10 +250,15 @@ def _best_text(study, objectives: list[str]) -> str:
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     if not complete:
         return ""
+    from experiments.sweep.study import best_trials
+
+    chosen = best_trials(study)
+    if not chosen:
+        return "none within the constraints yet"
     if len(study.directions) == 1:
-        b = study.best_trial
+        b = chosen[0]
         return f"{objectives[0]}={b.value:.4g} (t{b.number:02d})"
-    return f"{len(study.best_trials)} on the Pareto front"
+    return f"{len(chosen)} on the Pareto front"
 
 
 def print_plan(rows) -> None:

@@ -17,6 +17,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from experiments.sweep.selection import accuracy_index, accuracy_se, separation_warning, tied_with_best
+from experiments.sweep.study import best_trials as st_best_trials
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def study_summary(study, objectives: list[str], compose=None) -> dict:
         )
     best = []
     if any(t.state == TrialState.COMPLETE for t in trials):
-        chosen = [study.best_trial] if len(study.directions) == 1 else study.best_trials
+        chosen = st_best_trials(study)
         for t in chosen:
             overrides = t.user_attrs.get(OVERRIDES_ATTR, [])
             best.append(
@@ -307,11 +308,12 @@ def write_optimization_results(study, sweep_dir: Path) -> dict | None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not complete:
         return None
+    front = st_best_trials(study)
+    if not front:  # (only a baseline over the budget completed)
+        return None
     if len(study.directions) == 1:
-        best = study.best_trial
-        results = {"name": "optuna", "best_params": _params(best), "best_value": best.value}
+        results = {"name": "optuna", "best_params": _params(front[0]), "best_value": front[0].value}
     else:
-        front = study.best_trials
         results = {"name": "optuna", "solutions": [{"params": _params(t), "values": list(t.values)} for t in front]}
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")

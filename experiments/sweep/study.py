@@ -119,6 +119,16 @@ def resolve_constraints(constraints, baseline_cost: Callable[[], Any] | None) ->
     return read
 
 
+def best_trials(study) -> list:
+    """The study's best COMPLETE trial within its constraints (one objective) or its Pareto
+    front (several); empty while no such trial exists: a baseline over the budget is trained
+    as the reference, but infeasible, and Optuna's ``best_trial`` raises for it alone."""
+    try:
+        return [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
+    except ValueError:
+        return []
+
+
 def over_budget(constraints, cost) -> tuple[str, float] | None:
     """Why ``cost`` breaks ``hydra.sweeper.constraints``, with the relative excess; None if
     it does not."""

@@ -58,11 +58,17 @@ class Verdict:
     macs_ratio: float | None
     params_ratio: float | None
     latency_ratio: float | None
+    baseline_over_budget: bool = False  # the baseline breaks the study's constraints: it cannot ship
 
     @property
     def paid(self) -> bool:
         """The winner is better than the baseline on validation (the split selection used)."""
         return not math.isnan(self.val.mean) and self.val.mean > 0
+
+    @property
+    def ships_winner(self) -> bool:
+        """The better of the two ships, unless the baseline is over the budget the user set."""
+        return self.paid or self.baseline_over_budget
 
     def line(self) -> str:
         """The terminal's one line."""
@@ -75,10 +81,12 @@ class Verdict:
         if self.paid:
             noise = "" if self.val.excludes_zero else "; the interval includes 0"
             return f"verdict: the search paid: {self.winner} beats {self.baseline}: {diff}, at {cost}{noise}; shipped the winner"
-        return (
-            f"verdict: the search did not pay at this budget: {self.winner} vs {self.baseline}: {diff}, at {cost}; "
-            "shipped the baseline"
+        shipped = (
+            "the baseline is over the study's budget: shipped the winner"
+            if self.ships_winner
+            else ("shipped the baseline")
         )
+        return f"verdict: the search did not pay at this budget: {self.winner} vs {self.baseline}: {diff}, at {cost}; {shipped}"
 
     def table(self) -> str:
         """The verdict as a plain-text table (finalize/verdict.txt)."""
@@ -92,7 +100,8 @@ class Verdict:
             ("params ratio", _ratio(self.params_ratio)),
             ("latency ratio (batch 1, this machine)", _ratio(self.latency_ratio)),
             ("search paid (better on validation)", "yes" if self.paid else "no"),
-            ("shipped", "the winner" if self.paid else "the baseline"),
+            ("baseline within the study's budget", "no" if self.baseline_over_budget else "yes"),
+            ("shipped", "the winner" if self.ships_winner else "the baseline"),
         ]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -103,7 +112,8 @@ class Verdict:
             "val_diff_mean": self.val.mean, "val_diff_ci95": self.val.half,
             "test_diff_mean": self.test.mean, "test_diff_ci95": self.test.half, "seeds": self.val.n,
             "macs_ratio": self.macs_ratio, "params_ratio": self.params_ratio, "latency_ratio": self.latency_ratio,
-            "search_paid": self.paid,
+            "search_paid": self.paid, "baseline_over_budget": self.baseline_over_budget,
+            "shipped": "winner" if self.ships_winner else "baseline",
         }  # fmt: skip
 
 

@@ -196,3 +196,16 @@ def test_a_sweep_enters_its_baselines_first_once_across_a_resume(tmp_path):
         first.stdout + first.stderr
     )
     assert "enqueued first" not in resumed.stdout + resumed.stderr
+
+
+def test_a_baseline_over_the_studys_budget_is_never_shipped():
+    """``max_macs=0.6*baseline``: the baseline is the reference, not a model the user may ship."""
+    from dataclasses import replace
+
+    lost = replace(_verdict(-0.01), baseline_over_budget=True)
+    assert not lost.paid and lost.ships_winner
+    assert lost.line().endswith("the baseline is over the study's budget: shipped the winner")
+    rows = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in lost.table().splitlines())
+    assert rows["baseline within the study's budget"] == "no" and rows["shipped"] == "the winner"
+    assert lost.to_dict()["shipped"] == "winner"
+    assert _verdict(-0.01).to_dict()["shipped"] == "baseline"

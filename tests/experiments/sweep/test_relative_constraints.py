@@ -78,3 +78,26 @@ def test_a_dry_run_rejects_what_costs_more_than_the_run_configs_model(tmp_path):
     # (the baseline's w16 joins the space: at the limit exactly, it is within it)
     assert {r.rstrip(" │").endswith(" ok") for r in rows if "w32" not in r} == {True}
     assert {f"MACs > max_macs {limit:,}" in r for r in rows if "w32" in r} == {True}
+
+
+@pytest.mark.slow
+def test_a_baseline_over_a_relative_budget_is_still_trained_as_the_reference(tmp_path):
+    """``max_macs=0.6*baseline`` puts the baseline itself over budget: it is trained all the same
+    (every trial is compared with it), infeasible to the sampler and never the study's best."""
+    from experiments.sweep.baselines import trial_label
+    from tests.experiments.sweep.test_sweep import load, sweep
+
+    proc = sweep(tmp_path, "model.widths=choice([4,4,8],[8,8,16])", "model.shortcut=projection", "hydra.sweeper.n_trials=3",
+                 "hydra.sweeper.pruner.name=none", "trainer.epochs=2",
+                 "hydra.sweeper.constraints.max_macs=0.6*baseline")  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert "trained as the reference, never chosen" in out
+    study = load(tmp_path)
+    base = study.trials[0]
+    assert trial_label(base) == "default"
+    assert base.state.name == "COMPLETE" and base.constraints[st.CONSTRAINT_KEY] > 0  # (trained, infeasible)
+    assert base.params["model.widths"] == "[8, 8, 16]"
+    feasible = [t for t in study.trials if t.state.name == "COMPLETE" and t.constraints[st.CONSTRAINT_KEY] <= 0]
+    assert feasible and study.best_trial.number != 0
+    assert all("[8, 8, 16]" not in str(t.params) for t in study.trials[1:] if t.state.name == "COMPLETE")
+    assert "vs base" in proc.stdout
