@@ -113,7 +113,8 @@ def test_finalize_retrains_top_k_with_seeds_under_the_parent_and_ships_the_winne
     assert {r["trial"] for r in rows} == {"0", "1"}
     assert float(rows[0]["val_mean"]) >= float(rows[1]["val_mean"])
     for row in rows:
-        vals = [r.data.metrics["val/accuracy"] for r in finals if r.data.tags["finalize.trial"] == row["trial"]]
+        # (the model kept is its best epoch's: best/val/accuracy, not the last epoch's val/accuracy)
+        vals = [r.data.metrics["best/val/accuracy"] for r in finals if r.data.tags["finalize.trial"] == row["trial"]]
         assert float(row["val_mean"]) == pytest.approx(sum(vals) / 2)
     winner = parent.data.tags["finalize.winner_run"]
     paid = parent.data.tags["finalize.search_paid"] == "true"
