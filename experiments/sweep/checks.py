@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from experiments.cli import UserError
 from experiments.locks import claim_sqlite_study
 from experiments.sweep import study as st
 from experiments.sweep.space import Param
@@ -26,24 +27,42 @@ WORKERS_ATTR = "workers_started"  # study attribute: sweep invocations that have
 
 
 def check_searched_keys(compose: Callable[[list[str]], DictConfig], params: Sequence[Param], fixed: list[str]) -> None:
-    """Compose the searched keys with a value of their space each, as a trial would: a key the
-    run config lacks fails here, naming the key and the keys it could have meant."""
-    overrides = [f"{p.key}={_literal(p.fixed if p.distribution is None else _first_value(p))}" for p in params]
-    try:
-        compose([*fixed, *overrides])
-        return
-    except Exception:  # noqa: BLE001 - find which key (one composition each)
-        pass
-    for p in params:
-        value = p.fixed if p.distribution is None else _first_value(p)
-        override = f"{p.key}={_literal(value)}"
+    """Compose every value of the searched keys' spaces (each choice; a range's ends), as the
+    trials will: a key the run config lacks, an unknown preset or group option and a value of
+    the wrong type fail here, in one line naming the key, what it received and what is allowed
+    (with "did you mean"), before the study exists. One composition per round: the i-th value
+    of every key together; only a round that fails is composed key by key."""
+    values = [(p, _values(p)) for p in params]
+    for i in range(max((len(v) for _, v in values), default=0)):
+        round_ = [f"{p.key}={_literal(v[i % len(v)])}" for p, v in values]
         try:
-            compose([*fixed, override])
-        except Exception as err:  # noqa: BLE001 - Hydra's composition errors vary
-            near = _close_keys(compose, fixed, p.key)
-            raise SpecError(
-                "hydra.sweeper.params", p.key, f"keys of the run config{near}; composing it: {_first_line(err)}"
-            ) from None
+            compose([*fixed, *round_])
+            continue
+        except Exception:  # noqa: BLE001 - find which key (one composition each)
+            pass
+        for (p, _), override in zip(values, round_):
+            try:
+                compose([*fixed, override])
+            except Exception as err:  # noqa: BLE001 - Hydra's composition errors vary
+                raise UserError(f"{_translated(err, p.key, [override, *fixed], compose, fixed)} "
+                                "(searched in hydra.sweeper.params)") from None  # fmt: skip
+
+
+def _translated(err: Exception, key: str, overrides: list[str], compose, fixed) -> str:
+    """Hydra's error as the run's own check words it (one line, "did you mean")."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+
+    from experiments.config_check import composition_errors
+
+    if isinstance(err, MissingConfigException | ConfigCompositionException):
+        try:
+            with composition_errors(overrides):
+                raise err
+        except UserError as translated:
+            text = str(translated)
+            if "no such key" not in text:
+                return text
+    return f"{key}: no such key in the run config{_close_keys(compose, fixed, key)}"
 
 
 def worker_seed(study, seed: int | None, lock) -> tuple[int | None, int]:
@@ -60,16 +79,18 @@ def worker_seed(study, seed: int | None, lock) -> tuple[int | None, int]:
     return derived, index
 
 
-def _first_value(p: Param):
+def _values(p: Param) -> list:
+    """The values a trial may give ``p``: its fixed value, every choice, or a range's ends."""
     import json
 
     from optuna.distributions import CategoricalDistribution
 
     d = p.distribution
+    if d is None:
+        return [p.fixed]
     if isinstance(d, CategoricalDistribution):
-        v = d.choices[0]
-        return json.loads(v) if p.encoded else v
-    return d.low
+        return [json.loads(v) if p.encoded else v for v in d.choices]
+    return [d.low, d.high]
 
 
 def _literal(value) -> str:
@@ -90,10 +111,6 @@ def _close_keys(compose, fixed, key: str) -> str:
         return ""
     near = difflib.get_close_matches(name, [str(k) for k in parent.keys()], n=3)
     return f" (did you mean {', '.join(f'{parent_path}.{n}' if parent_path else n for n in near)}?)" if near else ""
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def check_settings(c, *, resnet: bool) -> None:

@@ -15,9 +15,14 @@ from experiments.sweep.checks import worker_seed
 from tests.experiments.sweep.test_sweep import load, sweep, sweep_call
 
 REFUSED = [
-    ("model.foo=choice(1,2)", "hydra.sweeper.params: received 'model.foo'; allowed: keys of the run config"),
+    ("model.foo=choice(1,2)", "model.foo: no such key in the run config (searched in hydra.sweeper.params)"),
     ("model.widht=choice([8,16,32])", "(did you mean model.widths?)"),
     ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
+    # Every value of a space is composed, not only the first: a later choice that is wrong
+    # fails at start too, worded as the run's own check words it.
+    ("model=choice(cifar_resnet20,cifar_resnet3)",
+     "model: received 'cifar_resnet3'; allowed: one of "),
+    ("trainer.epochs=choice(3,abc)", "trainer.epochs: received 'abc'; allowed: an integer (searched in hydra.sweeper.params)"),
 ]
 
 
