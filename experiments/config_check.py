@@ -224,16 +224,19 @@ def check_added_keys(base, fixed: list[str]) -> None:
 
     for override in OverridesParser.create().parse_overrides(fixed):
         key = override.get_key_element()
-        if not key.startswith("+") or key.startswith("++") or "." not in key:
+        if not key.startswith("+"):  # (+key adds; ++key adds or sets: both can only misspell a typed key)
             continue
-        path = key[1:]
+        path = key.lstrip("+")
         parent_path, _, name = path.rpartition(".")
-        parent = OmegaConf.select(base, parent_path, default=None)
+        parent = OmegaConf.select(base, parent_path, default=None) if parent_path else base
         if not isinstance(parent, DictConfig) or not dataclasses.is_dataclass(OmegaConf.get_type(parent)):
             continue
         fields = [f.name for f in dataclasses.fields(OmegaConf.get_type(parent))]
         if name in fields:
             continue
+        if not parent_path and (name not in parent or isinstance(parent.get(name), DictConfig)):
+            continue  # a config group added at the top (+sweep=quick), not a value
         near = difflib.get_close_matches(name, fields, n=3)
-        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' for n in near)}?)" if near else ""
-        raise SpecError(key, name, f"a key of {parent_path}, which is typed: {', '.join(fields)}{hint}")
+        where = parent_path or "the run config"
+        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' if parent_path else n for n in near)}?)" if near else ""
+        raise SpecError(key, name, f"a key of {where}, which is typed: {', '.join(fields)}{hint}")

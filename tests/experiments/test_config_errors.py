@@ -17,6 +17,8 @@ from tests.experiments.conftest import REPO
 CASES = [
     (["trainer.epoch=3"], "trainer.epoch: no such key in trainer (did you mean trainer.epochs?)"),
     (["+trainer.epoch=3"], "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed:"),
+    (["++trainer.epoch=3"], "++trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed:"),
+    (["+epochs=3"], "+epochs: received 'epochs'; allowed: a key of the run config, which is typed: model, data, trainer"),
     (["model=resnet51"], "model: received 'resnet51'; allowed: one of cifar_resnet110,"),
     (["data=digitz"], "data: received 'digitz'; allowed: one of cifar10, digits, image_folder, synthetic (did you mean digits?)"),
     (["+sweep=quik"], "sweep: received 'quik'; allowed: one of blocks, depth_width_stride, multiobjective, quick (did you mean quick?)"),
@@ -49,6 +51,7 @@ def test_config_errors_are_one_line_naming_the_key(argv, message):
         ["trainer.epochs=3", "model=cifar_resnet32"],
         ["+sweep=quick", "model.depths=choice([1,1,1],[2,2,2])", "hydra.sweeper.n_trials=3"],
         ["+tracking.tags.team=vision", "+model.block_args.se_ratio=0.25"],  # open dicts take new keys
+        ["++trainer.epochs=3", "++tracking.tags.team=vision"],  # ++ sets a key that exists, or adds to an open dict
         ["--help"],
         ["trainer.epoch=3", "--config-name", "other"],  # a custom config: Hydra's to check
         ["--cfg", "job", "trainer.epochs=2"],
