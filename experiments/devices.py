@@ -50,8 +50,9 @@ def device_slots(devices: Any, trials_per_device: int, n_jobs: int, devices_per_
         return None
     if devices == "cpu":  # every worker hides the GPUs; as many as n_jobs says
         return ["cpu"] * n_jobs
+    given = inherited_gpus()  # (SLURM, a container: the GPUs this job was given, by its own names)
     if devices == "auto":
-        items = [int(d) for d in visible_gpus()]
+        items = list(range(len(given))) if given is not None else [int(d) for d in visible_gpus()]
         if not items:
             return None
     else:
@@ -61,13 +62,34 @@ def device_slots(devices: Any, trials_per_device: int, n_jobs: int, devices_per_
             raise SpecError(
                 "hydra.sweeper.devices", devices, "null, auto, cpu or a list of distinct GPU indices, e.g. [0,1,2,3]"
             )
+        if given is not None and max(items) >= len(given):
+            raise SpecError("hydra.sweeper.devices", devices, f"indices into the {len(given)} GPU(s) this process was "
+                            f"given (CUDA_VISIBLE_DEVICES={','.join(given)!r}): 0 to {len(given) - 1}")  # fmt: skip
     if len(items) % devices_per_trial:
         raise SpecError("hydra.sweeper.devices_per_trial", devices_per_trial,
                         f"a divisor of the number of devices ({len(items)}: {items})")  # fmt: skip
-    groups = [
-        ",".join(str(d) for d in items[i : i + devices_per_trial]) for i in range(0, len(items), devices_per_trial)
-    ]
+    names = [given[d] if given is not None else str(d) for d in items]
+    groups = [",".join(names[i : i + devices_per_trial]) for i in range(0, len(names), devices_per_trial)]
     return [g for g in groups for _ in range(trials_per_device)]
+
+
+def check_trial_devices(distribute: str, devices: Any, devices_per_trial: int) -> None:
+    """A mirrored trial (``trainer.distribute=mirrored``) placed on GPUs mirrors over the
+    devices of its slot: with one device per slot it would train on one GPU, silently."""
+    if distribute == "mirrored" and devices not in (None, "cpu") and devices_per_trial < 2:
+        raise SpecError("hydra.sweeper.devices_per_trial", devices_per_trial, ">= 2 with trainer.distribute=mirrored "
+                        "(the GPUs each trial mirrors over, e.g. 2), or trainer.distribute=none")  # fmt: skip
+
+
+def inherited_gpus() -> list[str] | None:
+    """The GPUs this process was given through ``CUDA_VISIBLE_DEVICES`` (indices, UUIDs or MIG
+    names, in its order; empty: none), or None where it is not set. ``devices`` indices are
+    positions in this list, as CUDA numbers them inside the process: ``nvidia-smi`` lists
+    every GPU of the machine, also those another job was given."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [d.strip() for d in value.split(",") if d.strip()]
 
 
 def claim(slots: list[str], owners, lock) -> str:

@@ -155,6 +155,10 @@ class SweeperImpl:
             self._load_plugins(fixed)
         slots = self._device_slots()  # (n_jobs becomes their number: before the checks of n_jobs)
         directions, objectives, monitor, base = self._validate(params, fixed)
+        if slots and self.resnet:
+            from experiments.devices import check_trial_devices
+
+            check_trial_devices(base.trainer.distribute, c.devices, c.devices_per_trial)
         hook = search_space_hook(c.custom_search_space, base)
         if c.sampler.name == "grid" and c.n_trials > (size := st.grid_size(_grid_space(params))):
             log.info("grid of %d points: n_trials %d lowered to %d", size, c.n_trials, size)

@@ -11,6 +11,7 @@ PostgreSQL study give it a path they all mount; ``none`` turns checkpoints off.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -18,20 +19,36 @@ from pathlib import Path
 from optuna.trial import FrozenTrial, TrialState
 
 from experiments.sweep import study as st
+from resnet_blocks import SpecError
+
+log = logging.getLogger("experiments.sweep")
 
 INTERRUPTED_REASONS = ("terminated by SIG", "interrupted (KeyboardInterrupt)")
 
 
 def checkpoint_root(setting: str | None, storage: str | None) -> Path | None:
-    """The folder under which the trials' checkpoint folders go (None: checkpoints off)."""
+    """The folder under which the trials' checkpoint folders go (None: checkpoints off). A
+    path (or ``file://`` URI) every worker mounts; other URIs (``s3://``) are refused: the
+    checkpoints are folders written atomically by rename, which object stores do not offer."""
     if setting in (None, "", "none", "None", False):
         return None
     if setting != "auto":
-        return Path(str(setting)).expanduser().resolve()
+        text = str(setting)
+        if text.startswith("file://"):
+            text = text[len("file://") :]
+        elif re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+            raise SpecError("hydra.sweeper.checkpoints", setting, "auto, none, or a folder every worker mounts "
+                            "(a path or file:// URI; object stores such as s3:// are not supported)")  # fmt: skip
+        return Path(text).expanduser().resolve()
     if st.is_sqlite(storage) and storage is not None and not storage.endswith(":memory:"):
         db = Path(storage.split("///", 1)[1])
         return db.resolve().with_name(f"{db.stem}-checkpoints")
-    return Path.cwd().resolve() / "sweep-checkpoints"
+    root = Path.cwd().resolve() / "sweep-checkpoints"
+    if storage and not st.is_sqlite(storage):  # a shared study: workers elsewhere cannot see this folder
+        log.warning("hydra.sweeper.checkpoints: auto is %s, on this machine only: a trial retried by a worker on "
+                    "another machine starts over; give a folder all workers mount (hydra.sweeper.checkpoints=PATH)",
+                    root)  # fmt: skip
+    return root
 
 
 def _safe(name: str) -> str:

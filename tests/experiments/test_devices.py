@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from experiments.devices import device_slots
+from experiments.devices import check_trial_devices, device_slots
 from resnet_blocks import SpecError
 from tests.conftest import REPO_ROOT, subprocess_env
 
@@ -17,6 +17,7 @@ APP = REPO_ROOT / "tests" / "plugins" / "where_app.py"
 
 
 def test_device_slots_from_the_config(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert device_slots(None, 1, 1) is None
     assert device_slots([0, 1], 2, 1) == ["0", "0", "1", "1"]
     assert device_slots("cpu", 1, 3) == ["cpu", "cpu", "cpu"]
@@ -37,13 +38,42 @@ def test_device_slots_from_the_config(monkeypatch):
     assert err.value.field == "hydra.sweeper.devices_per_trial"
 
 
+def test_indices_are_positions_among_the_gpus_the_process_was_given(monkeypatch):
+    """Under SLURM or in a container, CUDA_VISIBLE_DEVICES names the GPUs this job was given
+    (nvidia-smi lists the whole machine's): ``auto`` takes those, and ``[0]`` is the first
+    of them, as CUDA numbers them inside the process."""
+    monkeypatch.setattr("experiments.devices.visible_gpus", lambda: ["0", "1", "2", "3"])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert device_slots("auto", 1, 1) == ["2", "3"]
+    assert device_slots([1], 2, 1) == ["3", "3"]
+    with pytest.raises(SpecError) as err:
+        device_slots([0, 2], 1, 1)
+    assert "indices into the 2 GPU(s) this process was given (CUDA_VISIBLE_DEVICES='2,3'): 0 to 1" in str(err.value)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb")
+    assert device_slots("auto", 1, 1, devices_per_trial=2) == ["GPU-aa,GPU-bb"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # given none: auto is the CPU
+    assert device_slots("auto", 1, 1) is None
+
+
+def test_a_mirrored_trial_on_gpus_needs_several_devices_per_slot():
+    check_trial_devices("mirrored", [0, 1], 2)
+    check_trial_devices("mirrored", "cpu", 1)  # (mirrored over the CPU: nothing to place)
+    check_trial_devices("none", [0, 1], 1)
+    with pytest.raises(SpecError) as err:
+        check_trial_devices("mirrored", "auto", 1)
+    assert err.value.field == "hydra.sweeper.devices_per_trial"
+    assert ">= 2 with trainer.distribute=mirrored" in str(err.value)
+
+
 def _sweep(tmp_path, *overrides, launcher="resnet_blocks_process"):
     args = [sys.executable, str(APP), "--multirun", "hydra/sweeper=resnet_blocks", f"hydra/launcher={launcher}",
             f"record={tmp_path / 'where.jsonl'}", "x=range(0,8)", "hydra.sweeper.n_trials=8",
             "hydra.sweeper.sampler.name=grid", f"hydra.sweeper.storage=sqlite:///{tmp_path / 'o.db'}",
             "hydra.sweeper.allow_sqlite_parallel=true", "hydra.sweeper.direction=minimize",
             f"hydra.sweep.dir={tmp_path / 'm'}", *overrides]  # fmt: skip
-    return subprocess.run(args, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    env = subprocess_env()
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # (the machine's GPUs, none here: indices are not checked against them)
+    return subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
