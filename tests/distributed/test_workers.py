@@ -161,6 +161,8 @@ def test_killed_worker_trial_is_failed_and_retried_from_its_checkpoint(tmp_path,
     steps = [m.step for m in MlflowClient(mlflow_server).get_metric_history(retry_run.info.run_id, "val/accuracy")]
     assert steps == list(range(1, epochs + 1))  # the dead attempt's epochs, then its own: no gap, no repeat
     assert retry_run.data.metrics["train/epochs_resumed"] == k
+    per_epoch = -(-int(retry_run.data.metrics["data/num_train"]) // 128)  # (SMALL's batch size)
+    assert retry_run.data.metrics["train/steps_trained"] == (epochs - k) * per_epoch  # not one batch twice
 
 
 def sweep_through_launcher(tmp_path, pg_url, mlflow_server, experiment, *launcher, n_trials=4, timeout=600):

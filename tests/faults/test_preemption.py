@@ -304,3 +304,25 @@ def test_a_trial_preempted_under_submitit_is_requeued_and_resumes_from_its_check
     history = MlflowClient(uri).get_metric_history(run.info.run_id, "val/accuracy")
     assert [m.step for m in history] == list(range(1, epochs + 1))
     assert not (tmp_path / "optuna-checkpoints").exists()  # finished: its checkpoints removed
+
+
+def test_each_trial_removes_its_checkpoints_once_recorded_unless_they_are_kept(tmp_path):
+    """Disk stays bounded over a long sweep: a trial's checkpoints go as soon as it is recorded
+    (not only when the study reaches its total); ``keep_checkpoints=true`` keeps every trial's."""
+    epochs = 4
+    uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
+    ckpts = tmp_path / "optuna-checkpoints" / "quick"
+    proc = subprocess.Popen(_sweep_cmd(tmp_path, storage, uri, epochs), cwd=tmp_path, env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    wait_for(lambda: _newest_epoch(ckpts / "t0001") >= 1, 300, proc, "the second trial's first checkpoint")
+    assert not (ckpts / "t0000").exists()  # the first trial ended: its folder is gone
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    uri, storage = new_store(kept / "mlflow.db"), f"sqlite:///{kept / 'optuna.db'}"
+    _run(_sweep_cmd(kept, storage, uri, epochs, "hydra.sweeper.keep_checkpoints=true"), kept)
+    folders = sorted((kept / "optuna-checkpoints" / "quick").iterdir())
+    assert [f.name for f in folders] == ["t0000", "t0001"]
+    assert [_newest_epoch(f) for f in folders] == [epochs, epochs]
