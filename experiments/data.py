@@ -149,7 +149,10 @@ def load_data(cfg, *, batch_size: int, native: bool = False, with_test: bool = T
     x, y = _subsample(x, y, cfg)
     (xt, yt), (xv, yv) = _split(x, y, cfg)
     shape = _output_shape(cfg, xt.shape[1:])
-    prep = _preprocessing(cfg, tuple(int(d) for d in x.shape[1:]), shape, xt)
+    raw = tuple(int(d) for d in x.shape[1:])
+    if cfg.source in ANY_SIZE:  # the shipped model resizes photos of any size, as the pipeline does
+        raw = (None, None, raw[2])
+    prep = _preprocessing(cfg, raw, shape, xt)
     if native:
         shape = tuple(int(d) for d in xt.shape[1:])
 
@@ -185,6 +188,9 @@ def _digest(*arrays) -> str:
 
 # The sources whose own values are not 0-255 pixels: (top of their range, what they are).
 # A shipped model takes these values; the pipelines give 0-255 for every source.
+# Sources of photographs: their shipped models take images of any size (resized inside, an
+# identity at the native size), as image folders' do. Digits are 8x8 by nature.
+ANY_SIZE = frozenset({"cifar10"})
 SOURCE_VALUES = {"digits": (16.0, "digits, as sklearn.datasets.load_digits() gives them")}
 
 

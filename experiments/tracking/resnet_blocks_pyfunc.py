@@ -39,6 +39,8 @@ def input_problem(x, spec: Mapping[str, Any]) -> str | None:
     top = float(spec["value_range"][1])
     if not (np.isfinite(low) and np.isfinite(high)) or low < -1e-6 or high > top * (1 + 1e-6):
         return f"input: received values {low:g} to {high:g}; {expected}"
+    if dtype.kind == "f" and top > 1 and 0 < high <= 1:  # (the commonest slip: images already divided by the top)
+        return f"input: received values {low:g} to {high:g}, as if scaled to 0-1 (multiply by {top:g}); {expected}"
     return None
 
 

@@ -49,3 +49,23 @@ def mlflow_client(tracking_uri):
 def runs_of(client, experiment="resnet-blocks"):
     exp = client.get_experiment_by_name(experiment)
     return [] if exp is None else client.search_runs([exp.experiment_id])
+
+
+@pytest.fixture
+def cifar_cache(tmp_path, monkeypatch) -> Path:
+    """Small random CIFAR-10 files in the Keras loader's cache layout (python-pickle batches of
+    40 training images each and 50 test images), found by ``data=cifar10``."""
+    import pickle
+
+    import keras
+    import numpy as np
+
+    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
+    cache = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
+    cache.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for name, n in [*((f"data_batch_{i}", 40) for i in range(1, 6)), ("test_batch", 50)]:
+        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, n)]}  # fmt: skip
+        (cache / name).write_bytes(pickle.dumps(batch))
+    return cache

@@ -120,6 +120,29 @@ def test_serving_model_resizes_native_images_as_the_pipeline_does(make_cfg):
     np.testing.assert_allclose(np.asarray(served(raw.astype("uint8"))), np.asarray(served(raw)), atol=1e-6)
 
 
+def test_a_cifar10_model_takes_photos_of_any_size(make_cfg, cifar_cache):
+    """CIFAR-10's shipped model takes 0-255 pixels of any size: at the native 32x32 it is the
+    trained model (the resize inside is an identity), other sizes are resized as the pipeline
+    resizes, and its metadata says so."""
+    import tensorflow as tf
+
+    from experiments.preprocessing import input_metadata
+
+    cfg = make_cfg("data=cifar10", "trainer.epochs=1", "tracking.log_model=false")
+    data = seeded_data(cfg)
+    result = train(cfg, plan_run(cfg, build=False).spec, data)
+    assert data.preprocessing.raw_shape == (None, None, 3) and data.preprocessing.image_size == (32, 32)
+    assert input_metadata(data.preprocessing)["shape"] == [None, None, None, 3]
+    served = serving_model(result.model, data.preprocessing)
+    native = data.example.astype("float32")
+    assert native.shape[1:] == (32, 32, 3)
+    np.testing.assert_allclose(np.asarray(served(native)), np.asarray(result.model(native)), atol=1e-5)
+    large = tf.image.resize(tf.constant(native), (48, 40)).numpy()
+    expected = result.model(tf.image.resize(tf.constant(large), (32, 32)))
+    np.testing.assert_allclose(np.asarray(served(large)), np.asarray(expected), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(served(native.astype("uint8"))), np.asarray(served(native)), atol=1e-6)
+
+
 def test_statistics_are_weights_of_the_model(make_cfg):
     cfg = make_cfg("trainer.epochs=1")
     data = seeded_data(cfg)

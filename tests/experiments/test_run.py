@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import sys
 import tarfile
 from pathlib import Path
@@ -156,19 +155,7 @@ def test_image_folder_decodes_once_per_process_with_the_same_batches(make_cfg, t
             np.testing.assert_array_equal(ya, yd)
 
 
-def test_cifar10_through_keras_cache(make_cfg, mlflow_client, tmp_path, monkeypatch):
-    # Small files in the Keras loader's cache layout (python-pickle batches).
-    monkeypatch.setattr(keras.src.backend.config, "_KERAS_DIR", str(tmp_path / "keras"))
-    cache = tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py"
-    cache.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    for name, n in [*((f"data_batch_{i}", 40) for i in range(1, 6)), ("test_batch", 50)]:
-        batch = {
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        }
-        with open(cache / name, "wb") as f:
-            pickle.dump(batch, f)
+def test_cifar10_through_keras_cache(make_cfg, mlflow_client, cifar_cache):
     cfg = make_cfg("data=cifar10", "tracking.log_model=false")
     run_task(cfg)
     (run,) = runs_of(mlflow_client)

@@ -43,6 +43,9 @@ def test_the_metadata_states_the_input():
         (DIGITS, np.full((5, 8, 8), -1.0), "input: received values -1 to -1"),
         (DIGITS, np.full((5, 8, 8), np.nan), "input: received values nan to nan"),
         (DIGITS, np.full((5, 8, 8), "1"), "input: received dtype <U1"),
+        (DIGITS, np.full((5, 8, 8), 0.75), "input: received values 0.75 to 0.75, as if scaled to 0-1 (multiply by 16)"),
+        (DIGITS, np.full((5, 8, 8), 1, "uint8"), None),  # (integers 0-1 are values the source gives)
+        (FOLDER, np.full((2, 50, 70, 3), 0.5, "float32"), "input: received values 0.5 to 0.5, as if scaled to 0-1"),
         (FOLDER, np.zeros((2, 50, 70, 3), "uint8"), None),
         (FOLDER, np.zeros((2, 50, 70)), "input: received shape (2, 50, 70); expected (n, h, w, 3)"),
     ],
