@@ -128,15 +128,16 @@ class Progress:
     def summary(self, summary: dict) -> None:
         """The trials table (accuracies with their standard errors, ties marked), best trial(s), warnings."""
         # One line per trial at 80 columns: no vertical rules, short states, compact counts.
+        versus = summary.get("baseline") is not None
         table = Table(
             title=f"study {summary['study_name']}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()),
             box=box.SIMPLE_HEAD,
             pad_edge=False,
             collapse_padding=True,
+            padding=0 if versus else (0, 1),  # (one more column: only the box's space between columns)
         )
         se_col = _se_column(summary, self.objectives)
         se_name = None if se_col is None else self.objectives[se_col]
-        versus = summary.get("baseline") is not None
         for col in ("trial", "state", *self.objectives, *(["vs base"] if versus else []), "architecture", "params",
                     "MACs"):  # fmt: skip
             right = col in ("trial", "params", "MACs", "vs base")
@@ -145,24 +146,40 @@ class Progress:
         for row in summary["trials"]:
             values = row["values"] or [None] * len(self.objectives)
             mark = "*" if row["number"] in best_numbers else "≈" if row.get("tied_with_best") else ""
+            label = row.get("baseline")  # (a baseline: its state says so, its label is in the caption)
             table.add_row(
                 f"{mark}t{row['number']:02d}",
-                "rejected" if row.get("rejected") else row["state"],
-                *(_value(v, row.get("se") if i == se_col else None) for i, v in enumerate(values)),
+                "rejected"
+                if row.get("rejected")
+                else "baseline"
+                if label and row["state"] == "COMPLETE"
+                else row["state"],
+                # (beside "vs base", 80 columns hold no per-row standard error: the caption gives them)
+                *(_value(v, row.get("se") if i == se_col and not versus else None) for i, v in enumerate(values)),
                 *([_versus(row)] if versus else []),
-                esc(row.get("arch") or "-"),
+                esc((row.get("arch") or "-").split(" ", 1)[-1] if label else row.get("arch") or "-"),
                 _count(row.get("params")),
                 _count(row.get("macs")),
             )
-        if se_col is not None:
+        if se_col is not None and versus:
+            table.caption = (
+                f"{se_name}: standard error {_se_range(summary['trials'], 'se')} on n_val={summary['num_val']:,} "
+                "images; * best, ≈ within noise of the best"
+            )
+        elif se_col is not None:
             table.caption = (
                 f"± standard error on n_val={summary['num_val']:,} images; * best, ≈ within noise of the best"
             )
+        else:
+            table.caption = ""
+        labels = [f"t{r['number']:02d} {r['baseline']}" for r in summary["trials"] if r.get("baseline")]
+        if labels:
+            table.caption = (table.caption + "\n" if table.caption else "") + f"baselines: {', '.join(labels)}"
         if versus:
             base = summary["baseline"]
-            table.caption = (table.caption + "\n" if table.caption else "") + (
-                f"vs base: {self.objectives[0]} minus the best baseline's (t{base['number']:02d}, {base['label']})"
-            )
+            table.caption += f"\nvs base: {self.objectives[0]} minus the best baseline's (t{base['number']:02d})"
+            if se := _se_range(summary["trials"], "vs_baseline_se"):  # (each trial's: trials.csv, the report)
+                table.caption += f", its standard error {se}"
         self.console.print(table)
         for b in summary["best"]:
             self.console.print(
@@ -199,11 +216,20 @@ def _named(objective: str) -> str:
     return f"best/{objective}" if objective in EPOCH_METRICS else objective
 
 
+def _se_range(rows: list[dict], key: str) -> str:
+    """The standard errors of ``key`` over the trials, as ``0.011-0.012`` ("" if none)."""
+    ses = [r[key] for r in rows if r.get(key) is not None and r.get("values")]
+    if not ses:
+        return ""
+    low, high = f"{min(ses):.3f}", f"{max(ses):.3f}"
+    return low if low == high else f"{low}-{high}"
+
+
 def _versus(row: dict) -> str:
     d = row.get("vs_baseline")
     if d is None:
         return "-"
-    return f"{d:+.3f}"  # (its standard error: the summary's line, trials.csv, the report)
+    return f"{d:+.3f}"  # (its standard error: the caption's range; each trial's in trials.csv and the report)
 
 
 def _verdict_line(best: dict, summary: dict, objective: str) -> str:

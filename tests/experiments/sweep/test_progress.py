@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 from rich.console import Console
 
@@ -34,6 +35,30 @@ def test_the_trials_table_keeps_one_line_per_trial_at_80_columns():
     assert all(len(ln) <= 80 for ln in lines if not ln.lstrip().startswith("retrain")), "\n".join(lines)
     assert any("rejected" in ln and "t04" in ln for ln in table)
     assert any("12.3M" in ln for ln in table)  # params 12,345,670 in short form
+
+
+def test_each_trials_difference_to_the_baseline_shows_with_its_standard_error_at_80_columns():
+    progress = Progress(10, ["val/accuracy"], ["maximize"])
+    out = io.StringIO()
+    progress.console = Console(file=out, width=80, highlight=False, color_system=None)
+    summary = _summary(10)
+    summary["baseline"] = {"number": 0, "label": "default"}
+    for row in summary["trials"]:
+        if row["values"]:
+            row.update(vs_baseline=row["values"][0] - 0.4123, vs_baseline_se=0.0174 + row["number"] / 10000)
+    summary["trials"][0].update(arch="baseline regular d3-3-3 w16 s122", baseline="default")
+    summary["trials"][3].update(arch="baseline[cifar_resnet32] regular d5-5-5 w16 s122", baseline="cifar_resnet32")
+    progress.summary(summary)
+    lines = out.getvalue().splitlines()
+    table = [ln for ln in lines if re.match(r"\s*[*≈]?t\d\d ", ln)]
+    assert len(table) == 10, "\n".join(lines)
+    assert all(len(ln) <= 80 for ln in lines if not ln.lstrip().startswith("retrain")), "\n".join(lines)
+    assert any("t03" in ln and "+0.030" in ln for ln in table), "\n".join(lines)
+    assert any("t01" in ln and " - " in f" {ln} " for ln in table)  # (pruned: no difference)
+    assert any("t00" in ln and "baseline" in ln and "regular d3-3-3" in ln for ln in table)
+    text = " ".join(ln.strip() for ln in lines)
+    assert "baselines: t00 default, t03 cifar_resnet32" in text
+    assert "minus the best baseline's (t00), its standard error 0.017-0.018" in text
 
 
 def test_the_live_board_shows_each_trial_in_flight_with_its_epoch_and_last_value():
