@@ -117,3 +117,21 @@ def test_an_image_folders_test_images_are_listed_but_not_decoded_without_the_tes
     assert data.test is None and data.num_test == 6 and data.num_train + data.num_val == 18
     with pytest.raises(SpecError, match="cannot be decoded"):
         load_data(cfg.data, batch_size=8)
+
+
+@pytest.mark.slow
+def test_a_sweeps_trials_never_read_cifar10s_test_batch(cifar_cache, tmp_path):
+    """End to end: trials of a sweep on CIFAR-10 train and report with a test batch that would
+    fail if read (selection is on validation only; the test split is finalize's)."""
+    from tests.experiments.sweep.test_sweep import load, sweep_call
+
+    (cifar_cache / "test_batch").write_bytes(b"not a pickle: reading it would fail")
+    call = sweep_call(tmp_path, "data=cifar10", "hydra.sweeper.n_trials=2", "trainer.epochs=1",
+                      "hydra.sweeper.baselines=[]")  # fmt: skip
+    call["env"]["KERAS_HOME"] = str(cifar_cache.parents[2])  # (the subprocess's Keras cache: the fixture's)
+    import subprocess
+
+    proc = subprocess.run(**call, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = load(tmp_path).trials
+    assert len(trials) == 2 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
