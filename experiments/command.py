@@ -52,11 +52,18 @@ def _usage() -> str:
 
 def _hydra_app(module: str, args: list[str]) -> int:
     """Run a Hydra app module as ``python -m`` does: Hydra finds ``conf/`` relative to the
-    file of ``__main__``, and reads its overrides from ``sys.argv``."""
+    file of ``__main__``, and reads its overrides from ``sys.argv``. Its help names the
+    commands as ``resnet-blocks run``, not ``python -m experiments.run``."""
     import runpy
 
+    from experiments import help as app_help
+
     sys.argv = [module, *args]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    app_help.PROGRAM = "resnet-blocks"
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    finally:
+        app_help.PROGRAM = None
     return 0
 
 

@@ -37,6 +37,7 @@ CASES = {
     "a sweep's refused key": (["experiments.run", "+sweep=quick", "model.widht=choice(1,2)"], 2),
     "a sweep's dry run": (["experiments.run", "+sweep=blocks", "hydra.sweeper.dry_run=3"], 0),
     "resnet-blocks --help": (["experiments.command", "--help"], 0),
+    "sweep quick --help": (["experiments.command", "sweep", "quick", "--help"], 0),
     "describe --help": (["experiments.describe", "--help"], 0),
     "blocks": (["experiments.blocks"], 0),
     "cleanup --help": (["experiments.cleanup", "--help"], 0),
