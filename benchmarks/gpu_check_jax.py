@@ -1,7 +1,8 @@
 """GPU check on Keras's JAX backend, for machines where TensorFlow cannot be installed.
 
-Needs only JAX (with CUDA), Keras and this repository's ``resnet_blocks`` (no TensorFlow, no
-``experiments``): the wheels to bring are Keras and its small pure dependencies. Measures, in
+Needs only JAX (with CUDA), Keras and this repository's ``resnet_blocks`` and
+``experiments.devices`` (the placement the sweeper uses: standard library only; no TensorFlow,
+Optuna or MLflow): the wheels to bring are Keras and its small pure dependencies. Measures, in
 bfloat16 (``mixed_bfloat16``) on synthetic data, the training images/s of
 
 - our ResNet-50 v2 with ``stride_position='last'`` (exactly ``keras.applications.ResNet50V2``'s
@@ -13,7 +14,8 @@ images/s). Then a short sweep of small CIFAR ResNets sampled from a seeded space
 a process of its own placed on one device by ``experiments.devices`` (as the sweeper's
 ``hydra.sweeper.devices=auto`` places workers: one per GPU, ``CUDA_VISIBLE_DEVICES`` set
 before JAX starts); each trial reports the devices it saw and its images/s. Prints tables and
-writes JSON; a full run takes under 10 minutes.
+writes JSON; a full run takes under 10 minutes (``--budget-s``, default 540: the sweep starts
+no trial past it and says how many it left out).
 
     KERAS_BACKEND=jax python benchmarks/gpu_check_jax.py --json gpu_check_jax.json
     KERAS_BACKEND=jax python benchmarks/gpu_check_jax.py --allow-cpu --quick   # a dry run
@@ -110,9 +112,9 @@ def run_trial(spec: dict, batch: int, steps: int) -> dict:
             "images_per_s": images_per_s(built, (32, 32, 3), 10, batch, steps)}  # fmt: skip
 
 
-def placed_sweep(n: int, batch: int, steps: int, on_gpu: bool) -> list[dict]:
+def placed_sweep(n: int, batch: int, steps: int, on_gpu: bool, deadline: float = float("inf")) -> list[dict]:
     """``n`` trials, each a process on one device slot (one slot per GPU; two CPU slots in a
-    dry run), the slots working in parallel."""
+    dry run), the slots working in parallel; none starts after ``deadline`` (monotonic s)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from experiments.devices import device_slots
@@ -122,13 +124,14 @@ def placed_sweep(n: int, batch: int, steps: int, on_gpu: bool) -> list[dict]:
 
     def work(slot: str) -> list[dict]:
         done = []
-        while todo:
+        while todo and time.monotonic() < deadline:
             number, spec = todo.pop(0)
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": "" if slot == "cpu" else slot, "KERAS_BACKEND": "jax"}
             if slot == "cpu":
                 env["JAX_PLATFORMS"] = "cpu"
             out = subprocess.run([sys.executable, __file__, "--trial", json.dumps(spec), "--batch", str(batch),
-                                  "--steps", str(steps)], env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+                                  "--steps", str(steps)], env=env, capture_output=True, text=True,
+                                 timeout=max(60.0, deadline - time.monotonic() + 60))  # fmt: skip
             if out.returncode != 0:
                 raise RuntimeError(f"trial {number} on slot {slot} failed: {out.stderr[-2000:]}")
             done.append({"trial": number, "slot": slot, **json.loads(out.stdout.strip().splitlines()[-1])})
@@ -145,10 +148,12 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a few small steps (dry runs)")
     p.add_argument("--json")
     p.add_argument("--sweep-trials", type=int, default=8, help="trials of the placed sweep (0: none)")
+    p.add_argument("--budget-s", type=float, default=540, help="start no sweep trial after this many seconds")
     p.add_argument("--trial", help=argparse.SUPPRESS)  # (a sweep trial's process: its spec as JSON)
     p.add_argument("--batch", type=int, default=512, help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=30, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    started = time.monotonic()
     if args.trial:
         print(json.dumps(run_trial(json.loads(args.trial), args.batch, args.steps)))
         return 0
@@ -188,15 +193,18 @@ def main(argv=None) -> int:
     sweep = []
     if args.sweep_trials:
         batch, steps = (16, 2) if args.quick else (512, 30)
-        sweep = placed_sweep(args.sweep_trials, batch, steps, on_gpu=device.platform == "gpu")
-        print(f"placed sweep: {len(sweep)} trials, batch {batch}, bf16")
+        sweep = placed_sweep(args.sweep_trials, batch, steps, on_gpu=device.platform == "gpu",
+                             deadline=started + args.budget_s)  # fmt: skip
+        left = args.sweep_trials - len(sweep)
+        print(f"placed sweep: {len(sweep)} trials, batch {batch}, bf16"
+              + (f" ({left} left out: --budget-s {args.budget_s:g} reached)" if left else ""))  # fmt: skip
         for r in sweep:
             share = f", {6 * r['macs'] * r['images_per_s'] / peak:.1%} of the bf16 peak" if peak else ""
             print(f"  t{r['trial']:02d} slot {r['slot']}: saw {len(r['devices_seen'])} device(s) "
                   f"({r['platform']}), {r['spec']['block']} d{'-'.join(map(str, r['spec']['depths']))} "
                   f"w{r['spec']['widths'][0]}: {r['images_per_s']:,.0f} img/s{share}")  # fmt: skip
-        alone = all(len(r["devices_seen"]) == 1 for r in sweep)
-        print(f"  every trial saw exactly one device: {alone}")
+        alone = bool(sweep) and all(len(r["devices_seen"]) == 1 for r in sweep)
+        print(f"  every trial saw exactly one device: {alone}" + ("" if sweep else " (no trial ran)"))
         if not alone:
             return 1
     if args.json:

@@ -49,8 +49,8 @@ def check_command_line(argv: Sequence[str], config_name: str = "config"):
     # them against the config composed here.
     kept = [o.input_line for o in parsed if not o.is_sweep_override() and not _is_hydra(o.get_key_element())]
     cfg = _compose(kept, config_name)
+    refuse_targets(cfg)  # (first: its line says where code may come in, wherever the key was added)
     check_added_keys(cfg, kept)
-    refuse_targets(cfg)
     # Hydra's own settings (``hydra.sweeper.n_trials``, ``hydra/launcher=joblib``) are composed
     # too, so that a misspelt sweeper key gets the same line as a misspelt trainer key.
     if settings := [o.input_line for o in parsed if not o.is_sweep_override() and _is_hydra(o.get_key_element())]:

@@ -20,9 +20,11 @@ REFUSED = [
     ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
     # Every value of a space is composed, not only the first: a later choice that is wrong
     # fails at start too, worded as the run's own check words it.
-    ("model=choice(cifar_resnet20,cifar_resnet3)",
-     "model: received 'cifar_resnet3'; allowed: one of "),
-    ("trainer.epochs=choice(3,abc)", "trainer.epochs: received 'abc'; allowed: an integer (searched in hydra.sweeper.params)"),
+    ("model=choice(cifar_resnet20,cifar_resnet3)", "model: received 'cifar_resnet3'; allowed: one of "),
+    (
+        "trainer.epochs=choice(3,abc)",
+        "trainer.epochs: received 'abc'; allowed: an integer (searched in hydra.sweeper.params)",
+    ),
 ]
 
 
