@@ -11,7 +11,6 @@ sweeps reconcile their own trials through their heartbeats.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from experiments.cli import user_errors
@@ -19,13 +18,19 @@ from experiments.cli import user_errors
 
 @user_errors
 def main(argv: list[str] | None = None) -> int:
-    from experiments.tracking import check_tracking_uri, reap_dead_runs
+    from experiments.tracking import (
+        DEFAULT_TRACKING_URI,
+        TRACKING_URI_ENV,
+        check_tracking_uri,
+        default_tracking_uri,
+        reap_dead_runs,
+    )
 
     p = argparse.ArgumentParser(prog="python -m experiments.cleanup", description=__doc__.splitlines()[0])
     p.add_argument(
         "--tracking-uri",
-        default=os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
-        help="the MLflow tracking store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+        default=default_tracking_uri(),
+        help=f"the MLflow tracking store (default: ${TRACKING_URI_ENV} or {DEFAULT_TRACKING_URI})",
     )
     args = p.parse_args(argv)
     check_tracking_uri(args.tracking_uri)

@@ -14,7 +14,6 @@ from resnet_blocks import RegistryError, SpecError
 def quiet_tensorflow() -> None:
     """Silence TensorFlow's C++ start-up chatter (must run before tensorflow is imported)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # (a bar per model load)
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 

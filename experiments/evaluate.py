@@ -98,7 +98,9 @@ def confusion_png(ev: Evaluation, title: str) -> bytes:
 def model_uri_of(model: str) -> str:
     """A run id (32 hex digits) means that run's logged model."""
     if len(model) == 32 and all(c in "0123456789abcdef" for c in model):
-        return f"runs:/{model}/model"
+        from experiments.tracking import model_uri
+
+        return model_uri(model)
     return model
 
 

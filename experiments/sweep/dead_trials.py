@@ -23,15 +23,11 @@ def fail_trials_of_dead_runs(tracking_uri: str, reaped: list[str]) -> list[str]:
 
     from experiments.sweep import study as st
     from experiments.sweep.internals import storage_of, trial_id
-    from experiments.tracking.processes import run_tags
+    from experiments.tracking import tags_with_parents
 
-    tags = run_tags(tracking_uri, reaped)
-    parents = run_tags(
-        tracking_uri, sorted({t["mlflow.parentRunId"] for t in tags.values() if "mlflow.parentRunId" in t})
-    )
     by_study: dict[tuple[str, str], set[int]] = {}
-    for t in tags.values():
-        storage = parents.get(t.get("mlflow.parentRunId", ""), {}).get("sweep.storage")
+    for t, parent in tags_with_parents(tracking_uri, reaped).values():
+        storage = parent.get("sweep.storage")
         if t.get("sweep.role") != "trial" or "sweep.trial" not in t or not storage or "***" in storage:
             continue
         by_study.setdefault((t["sweep.study"], storage), set()).add(int(t["sweep.trial"]))

@@ -27,7 +27,7 @@ from experiments.sweep import study as st
 from experiments.sweep.baselines import BASELINE_OVERRIDES_ATTR, trial_label
 from experiments.sweep.internals import frozen, stale_trial_ids, storage_of, trial_id
 from experiments.sweep.live import Flight
-from experiments.sweep.records import Recorder
+from experiments.sweep.records import Book, Recorder
 from experiments.sweep.space import Param, sample
 from experiments.sweep.trial_checkpoints import interrupted_to_retry
 
@@ -105,7 +105,7 @@ class Engine:
         finally:
             self.live = set()
         _check_some_finished(study)
-        if getattr(self.recorder.book, "lost", None) is not None:
+        if self.recorder.book.lost is not None:
             raise SweepAborted(tracking_lost_line(self.recorder.book, study, self.conf.storage))
 
     def _in_flight(self, in_flight: dict) -> None:
@@ -122,7 +122,7 @@ class Engine:
             running = [t for t in trials if t.state == TrialState.RUNNING]
             if len(done) >= c.n_trials:
                 return "", []
-            if getattr(self.recorder.book, "lost", None) is not None:
+            if self.recorder.book.lost is not None:
                 return "the MLflow tracking store stopped answering: no new trials", []
             if stop := st.too_many_rejected(trials, c.n_trials):
                 return stop, []
@@ -206,7 +206,7 @@ class Engine:
             )
 
 
-def tracking_lost_line(book, study, storage_url: str | None) -> str:
+def tracking_lost_line(book: Book, study, storage_url: str | None) -> str:
     """The one line a sweep ends with when its tracking store was lost: what is kept where,
     and how MLflow catches up."""
     trials = study.get_trials(deepcopy=False)
@@ -216,7 +216,7 @@ def tracking_lost_line(book, study, storage_url: str | None) -> str:
     if " failed " in text and "; the run finished" in text:  # a trial's StoreLost: its cause only
         text = text.split(" failed ", 1)[1].split("; the run finished", 1)[0]
     return (
-        f"tracking.tracking_uri: the MLflow tracking store {book.runs.tracking_uri!r} stopped answering "
+        f"tracking.tracking_uri: the MLflow tracking store {book.where!r} stopped answering "
         f"({text.splitlines()[0][:160] if text else type(book.lost).__name__}); the sweep stopped with "
         f"{len(done)} complete trial(s) in study {study.study_name!r}"
         + (f" ({storage_url})" if storage_url else "")

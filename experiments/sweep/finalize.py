@@ -197,7 +197,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
                 parent_run_id=parent,
                 run_name=f"final {c.name} seed {seed}",
                 tags=tags,
-                on_tracker=lambda tr, seen=seen: seen.setdefault("run_id", tr.run_id),
+                on_tracker=lambda tr, seen=seen: seen.update(run_id=tr.run_id, tracker=tr),
                 on_result=lambda result, seen=seen: seen.setdefault("result", result),
             ))  # fmt: skip
             result = seen["result"]
@@ -207,7 +207,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
                     "run_id": seen["run_id"],
                     "val": result.at_epoch.get(RANK_METRIC),  # the kept model's: best/val/accuracy
                     "test": result.test.get("test/accuracy"),
-                    "model_uri": f"runs:/{seen['run_id']}/model" if cfg.tracking.log_model else None,
+                    "model_uri": seen["tracker"].model_uri,  # as logged (None: tracking.log_model off)
                 }
             )
             if not c.cost:  # the architecture's, the same for every seed

@@ -16,6 +16,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from experiments.tracking import PRELOAD_MODULES
+
 
 def ignore_stop_signals() -> None:
     """In the fork server: SIGTERM and SIGHUP do nothing. SLURM and ``kill`` signal the whole
@@ -50,9 +52,7 @@ PRELOAD = [
     "experiments.sweep.forkserver_guard",  # first: the fork server dies with the sweeper
     "experiments.run",
     "experiments.sweep.job",
-    "experiments.tracking",
-    "mlflow",  # the job imports MLflow lazily
-    "mlflow.store.tracking.sqlalchemy_store",
+    *PRELOAD_MODULES,  # the job's tracking, which imports MLflow lazily
     "sklearn.datasets",  # the embedded dataset and the validation split
     "sklearn.model_selection",
 ]

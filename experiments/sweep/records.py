@@ -1,9 +1,10 @@
 """How each trial's end is recorded: told to the study, tagged on its MLflow run, printed.
 
 :class:`Recorder` is the one place a trial of this invocation is told (trained, pruned,
-failed, rejected before training, or reusing an identical trial's values). The study's MLflow
-bookkeeping is a component it calls (:class:`TrackedBook`, or :class:`NoBook` without
-tracking), as Optuna calls its callbacks: Optuna and MLflow always end a trial in agreement.
+failed, rejected before training, or reusing an identical trial's values). The study's book
+of trials (a :class:`Book`: :class:`TrackedBook`, or :class:`NoBook` without tracking) is a
+component it calls, as Optuna calls its callbacks: Optuna and MLflow always end a trial in
+agreement.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import optuna
 from hydra.core.utils import JobStatus
@@ -38,8 +39,42 @@ class Pending:
     spec_key: str = ""  # the resolved architecture (repr of its spec)
 
 
+@runtime_checkable
+class Book(Protocol):
+    """The study's book of trials, kept in step with the study: the recorder calls it as each
+    trial ends, the engine as it reconciles the study, the sweeper as the sweep ends."""
+
+    parent: str | None  # the study's parent run (None: no runs are kept)
+    lost: BaseException | None  # the store's failure, once it stopped answering (no new trials)
+
+    @property
+    def where(self) -> str | None:
+        """The tracking store the book is kept in (None: none)."""
+
+    def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
+        """A trial that never reached training (before it is told)."""
+
+    def ended(self, told, state: TrialState, reason: str | None) -> None:
+        """A launched trial was told ``state``."""
+
+    def reconcile(self, study) -> None:
+        """Bring the book in step with the study (trials whose worker died, or that finished
+        while the store was lost)."""
+
+    def close(self, study, status: str, reason: str | None, wall_s: float) -> None:
+        """This worker's part of the sweep ended after ``wall_s`` seconds."""
+
+    def publish(self, study, summary: dict, compose, report: Path, ending: tuple[str, str | None]) -> str | None:
+        """Write the study's report to ``report`` (and keep it with the book), ending the
+        study's record with ``ending`` (status, reason); where to review it (None: that file)."""
+
+
 class NoBook:
     """No tracking: nothing to keep in step with the study."""
+
+    parent: str | None = None
+    lost: BaseException | None = None
+    where: str | None = None
 
     def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
         return None
@@ -75,6 +110,10 @@ class TrackedBook:
     study_name: str
     lost: BaseException | None = None
 
+    @property
+    def where(self) -> str:
+        return self.runs.tracking_uri
+
     def _guard(self, fn, *args, **kwargs):
         """``fn(*args)`` unless the store was lost; a store failure marks it lost."""
         from experiments.tracking import unless_store_fails
@@ -88,7 +127,7 @@ class TrackedBook:
 
         self.lost = err
         log.warning("tracking.tracking_uri: the MLflow tracking store %r stopped answering (%s); "
-                    "no new trials are started", self.runs.tracking_uri, first_line(err))  # fmt: skip
+                    "no new trials are started", self.where, first_line(err))  # fmt: skip
 
     def unlaunched(self, trial, values, arch: str, tags: dict, status: str) -> None:
         """A child run for a trial that never reached training (must precede ``tell``)."""
@@ -162,7 +201,7 @@ class TrackedBook:
         if self.lost is not None:
             write_report(report, study, summary, compose=compose)
             return None
-        return ui_link(self.runs.tracking_uri, self.runs.experiment_id, self.parent)
+        return ui_link(self.where, self.runs.experiment_id, self.parent)
 
 
 @dataclass
@@ -170,7 +209,7 @@ class Recorder:
     """Tells the study how each trial ended, keeps MLflow in step, prints it."""
 
     study: Any
-    book: Any  # TrackedBook | NoBook
+    book: Book
     progress: Any  # experiments.sweep.progress.Progress
     heartbeats: Any = None  # experiments.sweep.study.Heartbeats, once trials are asked
 

@@ -172,11 +172,12 @@ def _plots(study, objectives: list[str], out: Path) -> list[str]:
 CURVE_METRICS = ("val/accuracy", "val/loss", "train/loss")
 
 
-def report_inputs(study, summary: dict, *, compose=None, client=None):
+def report_inputs(study, summary: dict, *, compose=None, runs=None):
     """Stage specs and learning curves of the top trials, for :func:`html_report.render`.
 
     Specs come from composing each trial's overrides (no model is built); curves from the
-    trials' MLflow runs when a client is given, else from Optuna's intermediate values.
+    trials' runs when ``runs`` is given (:class:`experiments.tracking.RunReader`, or the
+    study's :class:`~experiments.tracking.StudyRuns`), else from Optuna's intermediate values.
     """
     from experiments.run import plan_run
     from experiments.sweep.html_report import ReportInputs, top_trials
@@ -195,10 +196,10 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
             except Exception as err:  # noqa: BLE001 - e.g. a plugin no longer importable
                 log.info("report: no stage diagram for trial %d: %s", n, err)
         run_id = rows[n].get("run_id")
-        if client is not None and run_id:
-            curves = {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in CURVE_METRICS}
+        if runs is not None and run_id:
+            curves = {k: runs.metric_history(run_id, k) for k in CURVE_METRICS}
             inputs.curves[n] = {k: sorted(v) for k, v in curves.items() if v}
-    if client is not None:
+    if runs is not None:
         inputs.curve_source = "the trials' MLflow runs"
     else:
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -208,11 +209,11 @@ def report_inputs(study, summary: dict, *, compose=None, client=None):
     return inputs
 
 
-def write_report(path: Path, study, summary: dict, *, compose=None, client=None) -> Path:
+def write_report(path: Path, study, summary: dict, *, compose=None, runs=None) -> Path:
     """Render the HTML report to ``path`` atomically (a reader never sees half a page)."""
     from experiments.sweep.html_report import render
 
-    text = render(study, summary, report_inputs(study, summary, compose=compose, client=client))
+    text = render(study, summary, report_inputs(study, summary, compose=compose, runs=runs))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -243,7 +244,7 @@ def log_summary(runs, parent: str, study, summary: dict, *, compose, report_copy
         plots = out / "plots"
         plots.mkdir()
         made = _plots(study, summary["objectives"], plots)
-        report = write_report(out / "report.html", study, summary, compose=compose, client=runs.client)
+        report = write_report(out / "report.html", study, summary, compose=compose, runs=runs)
         if report_copy is not None:
             report_copy.parent.mkdir(parents=True, exist_ok=True)
             report_copy.write_bytes(report.read_bytes())
@@ -287,12 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     objectives = study.user_attrs.get("objectives") or [f"objective {i}" for i in range(len(study.directions))]
     compose = config_composer(args.config_dir, searchpath=study.user_attrs.get("searchpath") or ())
     summary = study_summary(study, list(objectives), compose)
-    client = None
+    runs = None
     if args.tracking_uri:
-        from experiments.tracking import client as tracking_client
+        from experiments.tracking import RunReader
 
-        client = tracking_client(args.tracking_uri)
-    print(write_report(Path(args.output), study, summary, compose=compose, client=client))
+        runs = RunReader(args.tracking_uri)
+    print(write_report(Path(args.output), study, summary, compose=compose, runs=runs))
     return 0
 
 

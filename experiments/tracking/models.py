@@ -12,6 +12,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 log = logging.getLogger("experiments.tracking")
+MODEL_NAME = "model"  # the name each run's model is logged under
+
+
+def model_uri(run_id: str) -> str:
+    """The URI of the model run ``run_id`` logged (``runs:/<run id>/model``)."""
+    return f"runs:/{run_id}/{MODEL_NAME}"
 
 
 def log_model(tracker, model, example_input, *, metadata: Mapping[str, Any], registered_name: str | None = None) -> str:
@@ -47,14 +53,14 @@ def log_model(tracker, model, example_input, *, metadata: Mapping[str, Any], reg
             artifact_path=None,
             flavor=_KerasFlavour,
             model=model,
-            name="model",
+            name=MODEL_NAME,
             registered_model_name=registered_name,
             validate_serving_input=False,  # (reloads the model to predict the example: our tests do that)
             **options,
         )
         if logged is not None:
-            return f"runs:/{tracker.run_id}/model"
-        path = tracker.local.dir / "model"  # the store is gone: the model is kept here
+            return model_uri(tracker.run_id)
+        path = tracker.local.dir / MODEL_NAME  # the store is gone: the model is kept here
         shutil.rmtree(path, ignore_errors=True)
         try:
             _KerasFlavour.save_model(path=str(path), model=model, **options)

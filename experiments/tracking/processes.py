@@ -7,6 +7,8 @@ import os
 import socket
 from pathlib import Path
 
+from experiments.tracking.store import PARENT_RUN_TAG
+
 log = logging.getLogger("experiments.tracking")
 
 
@@ -75,6 +77,14 @@ def run_tags(tracking_uri: str, run_ids: list[str]) -> dict[str, dict[str, str]]
         except Exception:  # noqa: BLE001 - deleted meanwhile
             continue
     return out
+
+
+def tags_with_parents(tracking_uri: str, run_ids: list[str]) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """The tags of each run (of those that still exist) and those of its parent run (``{}``
+    for a run without one, or whose parent is gone)."""
+    tags = run_tags(tracking_uri, run_ids)
+    parents = run_tags(tracking_uri, sorted({t[PARENT_RUN_TAG] for t in tags.values() if PARENT_RUN_TAG in t}))
+    return {run_id: (t, parents.get(t.get(PARENT_RUN_TAG, ""), {})) for run_id, t in tags.items()}
 
 
 def shown_storage(url: str) -> str:

@@ -58,6 +58,7 @@ class RunTracker:
         self.experiment_id: str | None = None
         self.lost: BaseException | None = None  # the store's failure, once it failed
         self.local: LocalRecord | None = None
+        self.model_uri: str | None = None  # where log_model put the run's model
         self._background: BackgroundMetrics | None = None  # per-epoch metrics being written
 
     @contextmanager
@@ -91,7 +92,7 @@ class RunTracker:
         commit = git_commit()
         if commit:
             all_tags["git_commit"] = commit
-        self.run_id, self.lost, self._background = None, None, None
+        self.run_id, self.lost, self.model_uri, self._background = None, None, None, None
         try:
             experiment_id = self.experiment_id = get_or_create_experiment(self.experiment_name)
             while mlflow.active_run() is not None:  # never nest under a leftover run
@@ -262,16 +263,19 @@ class RunTracker:
         self, model, example_input, *, metadata: Mapping[str, Any], registered_name: str | None = None
     ) -> str:
         """Log ``model`` as the run's MLflow Model (:func:`experiments.tracking.models.log_model`);
-        returns its URI, or the local folder it was kept in when the store is lost."""
+        returns its URI, or the local folder it was kept in when the store is lost (also
+        :attr:`model_uri`)."""
         from experiments.tracking.models import log_model
 
-        return log_model(self, model, example_input, metadata=metadata, registered_name=registered_name)
+        self.model_uri = log_model(self, model, example_input, metadata=metadata, registered_name=registered_name)
+        return self.model_uri
 
 
 class NullTracker:
-    """Stands in for :class:`RunTracker` when tracking is disabled (benchmarks)."""
+    """Stands in for :class:`RunTracker` when tracking is disabled (benchmarks): a run that is
+    never recorded, whose every log_* and set_* call does nothing."""
 
-    run_id = page = None
+    run_id = page = model_uri = lost = None
 
     @contextmanager
     def open(self, **_: Any):
@@ -282,5 +286,11 @@ class NullTracker:
 
         return keras.callbacks.Callback()
 
-    def __getattr__(self, name):  # every log_* / set_* call is a no-op
-        return lambda *args, **kwargs: None
+    def log_config(self, container: Mapping[str, Any], yaml_text: str) -> None: ...
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None, **_: Any) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_text(self, text: str, artifact_file: str) -> None: ...
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None: ...
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+    def log_dataset(self, data) -> None: ...
+    def log_model(self, model, example_input, **_: Any) -> None: ...  # (no URI: no model is kept)

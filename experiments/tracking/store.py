@@ -21,6 +21,11 @@ log = logging.getLogger("experiments.tracking")
 
 # Runs started by a parent process must not attach to the parent's run by accident.
 INHERITED_ENV = ("MLFLOW_RUN_ID",)
+# MLflow's system tag naming a child run's parent run (a sweep's trial runs, finalize's runs).
+PARENT_RUN_TAG = "mlflow.parentRunId"
+# The store of a command that names none (conf/tracking/mlflow.yaml says the same for runs).
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 _PACKAGES = ("tensorflow", "keras", "hydra-core", "optuna", "mlflow", "scikit-learn", "resnet-blocks")
 
 
@@ -58,6 +63,18 @@ def git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def default_tracking_uri() -> str:
+    """The tracking store a command uses when it names none: ``$MLFLOW_TRACKING_URI``, else
+    ``sqlite:///mlflow.db`` in the working directory."""
+    return os.environ.get(TRACKING_URI_ENV, DEFAULT_TRACKING_URI)
+
+
+def quiet_progress_bars() -> None:
+    """No MLflow progress bar per artifact download (a bar per model load), unless the user
+    asked for them. MLflow reads the variable at each download: set before any."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def is_local_store(uri: str) -> bool:
@@ -173,13 +190,6 @@ def http_retries(uri: str, retry_s: float) -> None:
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "2"
         os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(max(1, round(retry_s / 4)))
-
-
-def client(tracking_uri: str):
-    """A client of the store, for reading runs (metric histories, artifacts)."""
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri)
 
 
 def warm_up(tracking_uri: str) -> None:

@@ -1,4 +1,5 @@
-"""A study's runs in MLflow: its parent run and the bookkeeping of its trials' child runs."""
+"""A study's runs in MLflow: its parent run and the bookkeeping of its trials' child runs, and
+reading runs back (:class:`RunReader`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,32 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from experiments.tracking.store import get_or_create_experiment, git_commit, http_retries, package_versions
+from experiments.tracking.store import (
+    PARENT_RUN_TAG,
+    get_or_create_experiment,
+    git_commit,
+    http_retries,
+    package_versions,
+)
 
 log = logging.getLogger("experiments.tracking")
 
 
-class StudyRuns:
+class RunReader:
+    """A store's runs, read back (a report's learning curves): writes nothing."""
+
+    def __init__(self, tracking_uri: str):
+        from mlflow.tracking import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every value of metric ``key`` that run ``run_id`` logged, as ``(step, value)``."""
+        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+
+
+class StudyRuns(RunReader):
     """Client-side MLflow operations of a sweep: the parent run and trial-run bookkeeping.
 
     The sweeper never uses MLflow's fluent (active-run) API, so the jobs it launches in the
@@ -21,12 +42,10 @@ class StudyRuns:
 
     def __init__(self, tracking_uri: str, experiment_name: str, *, retry_s: float = 30.0):
         import mlflow
-        from mlflow.tracking import MlflowClient
 
         http_retries(tracking_uri, retry_s)  # every call the sweep makes gives up in about retry_s
         mlflow.set_tracking_uri(tracking_uri)
-        self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri)
+        super().__init__(tracking_uri)
         self.experiment_id = get_or_create_experiment(experiment_name)
 
     def parent_run(self, study_name: str, known_run_id: str | None) -> str:
@@ -117,7 +136,7 @@ class StudyRuns:
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={"mlflow.parentRunId": parent_run_id, **{k: str(v) for k, v in tags.items()}},
+            tags={PARENT_RUN_TAG: parent_run_id, **{k: str(v) for k, v in tags.items()}},
         )
         self.log_params(run.info.run_id, params)
         self.client.set_terminated(run.info.run_id, status=status)
@@ -126,7 +145,7 @@ class StudyRuns:
     def trial_runs(self, parent_run_id: str) -> list:
         """All child runs of ``parent_run_id``."""
         return self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=50000
+            [self.experiment_id], filter_string=f"tags.{PARENT_RUN_TAG} = '{parent_run_id}'", max_results=50000
         )
 
     def trial_runs_by_number(self, parent_run_id: str) -> dict[int, dict]:
@@ -149,14 +168,12 @@ class StudyRuns:
 
         if run_id is None:
             run_id = self.client.create_run(
-                self.experiment_id, run_name=name, tags={"mlflow.parentRunId": parent_run_id}
+                self.experiment_id, run_name=name, tags={PARENT_RUN_TAG: parent_run_id}
             ).info.run_id
         folder = Path(local) if local else None
         if folder is not None and (folder / "metrics.jsonl").exists():
             logged = self.client.get_run(run_id).data.metrics
-            last_step = {
-                k: max((m.step for m in self.client.get_metric_history(run_id, k)), default=-1) for k in logged
-            }
+            last_step = {k: max((step for step, _ in self.metric_history(run_id, k)), default=-1) for k in logged}
             batch = []
             for line in (folder / "metrics.jsonl").read_text().splitlines():
                 entry = json.loads(line)
