@@ -102,12 +102,10 @@ class Progress:
             f"  {esc(self.count())}"
         )
 
-    def reused(self, number: int, same: int, arch: str) -> None:
+    def reused(self, number: int, same: int, arch: str, pruned: bool = False) -> None:
         self._count_done()
-        self.console.print(
-            f"[cyan]t{number:02d} repeats t{same:02d}[/] ({esc(arch)}): its values reused, not retrained"
-            f"  {esc(self.count())}"
-        )
+        what = "pruned as it was, not retrained" if pruned else "its values reused, not retrained"
+        self.console.print(f"[cyan]t{number:02d} repeats t{same:02d}[/] ({esc(arch)}): {what}  {esc(self.count())}")
 
     def finished(self, trial: FrozenTrial, study) -> None:
         self._count_done()

@@ -267,15 +267,21 @@ class Recorder:
     def reuse_duplicate(self, trial, values, overrides, key: str | None = None) -> bool:
         """Samplers propose an already-trained configuration again (TPE does, in categorical
         spaces): give the trial the earlier trial's values instead of spending epochs on it.
-        The same overrides, or (``key``) the same resolved configuration from other overrides."""
+        The same overrides, or (``key``) the same resolved configuration from other overrides.
+        A configuration pruned before is pruned again at once, with the epochs it reported (the
+        same seed would train the same curve, which the pruner stopped already)."""
+        done = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
         same = next(
-            (t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.number != trial.number and (t.user_attrs.get(st.OVERRIDES_ATTR) == overrides
-                                              or (key is not None and t.user_attrs.get(st.CONFIG_KEY_ATTR) == key))),
+            (t for t in sorted(done, key=lambda t: t.state != TrialState.COMPLETE)  # (a complete one first)
+             if t.number != trial.number and st.REJECTED_ATTR not in t.user_attrs
+             and (t.user_attrs.get(st.OVERRIDES_ATTR) == overrides
+                  or (key is not None and t.user_attrs.get(st.CONFIG_KEY_ATTR) == key))),
             None,
         )  # fmt: skip
         if same is None:
             return False
+        if same.state == TrialState.PRUNED:
+            return self._reuse_pruned(trial, values, same)
         for key in (st.ARCH_ATTR, "params", "macs"):
             if key in same.user_attrs:
                 trial.set_user_attr(key, same.user_attrs[key])
@@ -289,6 +295,22 @@ class Recorder:
         attribute_before_tell(self.study, trial, list(same.values))
         self._tell(trial, list(same.values))
         self.progress.reused(trial.number, same.number, arch)
+        return True
+
+    def _reuse_pruned(self, trial, values, same) -> bool:
+        for key in (st.ARCH_ATTR, "params", "macs"):
+            if key in same.user_attrs:
+                trial.set_user_attr(key, same.user_attrs[key])
+        trial.set_user_attr(st.DUPLICATE_ATTR, same.number)
+        for key, value in (same.constraints or {}).items():
+            trial.set_constraint(key, value)
+        for step, value in sorted(same.intermediate_values.items()):  # (what the pruner and sampler saw)
+            trial.report(value, step)
+        arch = same.user_attrs.get(st.ARCH_ATTR, "")
+        self.book.unlaunched(trial, values, arch, {"sweep.state": "PRUNED", "sweep.duplicate_of": same.number},
+                             "FINISHED")  # fmt: skip
+        self._tell(trial, state=TrialState.PRUNED)
+        self.progress.reused(trial.number, same.number, arch, pruned=True)
         return True
 
     def launched(self, p: Pending, ret) -> None:

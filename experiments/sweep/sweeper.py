@@ -195,7 +195,7 @@ class SweeperImpl:
             log.info("baseline trial(s) enqueued first: %s", ", ".join(added))
         book = self._open_book(study, tracking, objectives, directions)
         recorder = layer.recorder = Recorder(study, book, progress=None)
-        layer.parent_run_id = getattr(book, "parent", None)
+        layer.parent_run_id = book.parent
         engine = Engine(
             c, SweepRun(study, storage, params, fixed, hook, monitor, objectives), executor, layer, recorder
         )

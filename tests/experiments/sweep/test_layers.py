@@ -26,8 +26,8 @@ class Lines:
     def rejected(self, number, arch, reason, repeats=None):
         self.lines.append(("rejected", number, repeats))
 
-    def reused(self, number, same, arch):
-        self.lines.append(("reused", number, same))
+    def reused(self, number, same, arch, pruned=False):
+        self.lines.append(("reused", number, same, pruned))
 
     def finished(self, trial, study):
         self.lines.append(("finished", trial.number))
@@ -117,6 +117,26 @@ def test_a_configuration_trained_already_reuses_its_values_from_other_overrides(
     # Another learning rate is another configuration of the same architecture: trained.
     _, pending = prepare(layer, study, SMALL, SAME_BLOCKS, "trainer.learning_rate=0.01")
     assert pending is not None
+
+
+def test_a_configuration_pruned_already_is_pruned_again_without_training(layer, no_build):
+    layer, study = layer()
+    trial, pending = prepare(layer, study, SMALL)
+    for step, value in ((1, 0.3), (2, 0.35)):
+        trial.report(value, step)
+    study.tell(trial, state=TrialState.PRUNED)  # (as if its job had been pruned after epoch 2)
+    again, pending = prepare(layer, study, SMALL, SAME_BLOCKS)
+    assert pending is None
+    t = study.get_trials()[1]
+    assert t.state == TrialState.PRUNED and t.user_attrs["duplicate_of"] == trial.number
+    assert t.intermediate_values == {1: 0.3, 2: 0.35} and "rejected" not in t.user_attrs
+    assert layer.recorder.progress.lines[-1] == ("reused", 1, 0, True)
+    # A complete trial of the same configuration is preferred to a pruned one.
+    done = study.ask()
+    done.set_user_attr(st.CONFIG_KEY_ATTR, t.user_attrs[st.CONFIG_KEY_ATTR])
+    study.tell(done, [0.8])
+    _, pending = prepare(layer, study, SMALL)
+    assert pending is None and study.get_trials()[3].values == [0.8]
 
 
 def test_memory_is_checked_from_the_spec(layer, no_build):
