@@ -224,7 +224,7 @@ def finalize(args) -> tuple[list[Candidate], dict, Verdict | None]:
         searched = sorted((c for c in candidates if c.baseline is None), key=lambda c: -c.mean_std("val")[0])
         baselines = sorted((c for c in candidates if c.baseline is not None), key=lambda c: -c.mean_std("val")[0])
         ranked = sorted(candidates, key=lambda c: -c.mean_std("val")[0])
-        verdict = judge(searched[0], baselines[0]) if searched and baselines else None
+        verdict = judge(searched[0], baselines[0], configs) if searched and baselines else None
         shipped = searched[0] if searched and (verdict is None or verdict.ships_winner) else baselines[0]
         winner = _winner(shipped)
         _log_results(runs, parent, ranked, winner, verdict, args)
@@ -296,8 +296,9 @@ def _winner(best: Candidate) -> dict:
     return {"trial": best.trial, "arch": best.arch, "name": best.name, "baseline": best.baseline, **run}
 
 
-def judge(winner: Candidate, baseline: Candidate) -> Verdict:
-    """Winner − baseline, paired by seed, on validation and test, with the cost ratios."""
+def judge(winner: Candidate, baseline: Candidate, configs: dict | None = None) -> Verdict:
+    """Winner − baseline, paired by seed, on validation and test, with the cost ratios and
+    (``configs``: each run's config) the settings in which the two differ."""
     seeds = sorted(set(winner.values("val")) & set(baseline.values("val")))
     wv, bv, wt, bt = winner.values("val"), baseline.values("val"), winner.values("test"), baseline.values("test")
     return Verdict(
@@ -309,7 +310,34 @@ def judge(winner: Candidate, baseline: Candidate) -> Verdict:
         params_ratio=ratio(winner.cost.get("params"), baseline.cost.get("params")),
         latency_ratio=ratio(winner.cost.get("latency_ms"), baseline.cost.get("latency_ms")),
         baseline_over_budget=baseline.over_budget,
+        differs=setting_differences(*(_first_config(configs, c) for c in (winner, baseline))) if configs else (),
     )
+
+
+def _first_config(configs: dict, c: Candidate):
+    return next(cfg for (trial, _seed), cfg in configs.items() if trial == c.trial)
+
+
+def setting_differences(a, b, groups=("model", "trainer")) -> tuple[str, ...]:
+    """The model and trainer settings in which run config ``a`` differs from ``b``
+    (``model.shortcut: projection vs zero_pad``), the seed aside: what the search changed."""
+    from omegaconf import OmegaConf
+
+    out = []
+    for group in groups:
+        x, y = (OmegaConf.to_container(cfg[group], resolve=True) for cfg in (a, b))
+        for key in x:
+            if key != "seed" and x[key] != y.get(key):
+                out.append(f"{group}.{key}: {_short(x[key])} vs {_short(y.get(key))}")
+    return tuple(out)
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "[" + ",".join(_short(v) for v in value) + "]"
+    return str(value)
 
 
 def table_rows(ranked: list[Candidate]) -> list[dict]:

@@ -59,6 +59,7 @@ class Verdict:
     params_ratio: float | None
     latency_ratio: float | None
     baseline_over_budget: bool = False  # the baseline breaks the study's constraints: it cannot ship
+    differs: tuple[str, ...] = ()  # the settings winner and baseline differ in ("trainer.learning_rate: 0.27 vs 0.05")
 
     @property
     def paid(self) -> bool:
@@ -78,6 +79,9 @@ class Verdict:
             if r is not None
         )
         diff = f"val accuracy {self.val.text()}, test {self.test.text()} (95% interval over {self.val.n} seeds)"
+        if self.differs:  # (what the search changed: the two names may be the same architecture)
+            keys = [d.split(":", 1)[0] for d in self.differs]
+            diff += f"; they differ in {', '.join(keys[:4])}" + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
         if self.paid:
             noise = "" if self.val.excludes_zero else "; the interval includes 0"
             return f"verdict: the search paid: {self.winner} beats {self.baseline}: {diff}, at {cost}{noise}; shipped the winner"
@@ -96,6 +100,7 @@ class Verdict:
             ("val accuracy, winner − baseline", self.val.text()),
             ("test accuracy, winner − baseline", self.test.text()),
             ("seeds (paired)", str(self.val.n)),
+            *((("winner vs baseline" if i == 0 else ""), d) for i, d in enumerate(self.differs)),
             ("MACs ratio (winner / baseline)", _ratio(self.macs_ratio)),
             ("params ratio", _ratio(self.params_ratio)),
             ("latency ratio (batch 1, this machine)", _ratio(self.latency_ratio)),
@@ -112,7 +117,7 @@ class Verdict:
             "val_diff_mean": self.val.mean, "val_diff_ci95": self.val.half,
             "test_diff_mean": self.test.mean, "test_diff_ci95": self.test.half, "seeds": self.val.n,
             "macs_ratio": self.macs_ratio, "params_ratio": self.params_ratio, "latency_ratio": self.latency_ratio,
-            "search_paid": self.paid, "baseline_over_budget": self.baseline_over_budget,
+            "search_paid": self.paid, "baseline_over_budget": self.baseline_over_budget, "differs": list(self.differs),
             "shipped": "winner" if self.ships_winner else "baseline",
         }  # fmt: skip
 

@@ -209,3 +209,26 @@ def test_a_baseline_over_the_studys_budget_is_never_shipped():
     assert rows["baseline within the study's budget"] == "no" and rows["shipped"] == "the winner"
     assert lost.to_dict()["shipped"] == "winner"
     assert _verdict(-0.01).to_dict()["shipped"] == "baseline"
+
+
+def test_the_verdict_names_the_settings_winner_and_baseline_differ_in():
+    """ResNet-20's own architecture with another trainer is a common winner: the names alone
+    would read "regular d3-3-3 w16 s122 beats baseline regular d3-3-3 w16 s122"."""
+    from dataclasses import replace
+
+    from omegaconf import OmegaConf
+
+    from experiments.sweep.finalize import setting_differences
+
+    base = {"model": {"depths": [3, 3, 3], "shortcut": "zero_pad"},
+            "trainer": {"learning_rate": 0.05, "weight_decay": 5e-4, "seed": 0, "epochs": 6}}  # fmt: skip
+    won = {"model": {"depths": [3, 3, 3], "shortcut": "projection"},
+           "trainer": {"learning_rate": 0.2681, "weight_decay": 7e-4, "seed": 1, "epochs": 6}}  # fmt: skip
+    differs = setting_differences(OmegaConf.create(won), OmegaConf.create(base))
+    assert differs == ("model.shortcut: projection vs zero_pad", "trainer.learning_rate: 0.268 vs 0.05",
+                       "trainer.weight_decay: 0.0007 vs 0.0005")  # fmt: skip
+    verdict = replace(_verdict(0.02), differs=differs)
+    assert "they differ in model.shortcut, trainer.learning_rate, trainer.weight_decay" in verdict.line()
+    table = verdict.table()
+    assert "winner vs baseline" in table and "trainer.learning_rate: 0.268 vs 0.05" in table
+    assert verdict.to_dict()["differs"] == list(differs)
