@@ -2,7 +2,8 @@
 
 Alternating rounds (so a loaded machine slows every command alike): ``python -c "import
 tensorflow"``, ``resnet-blocks --help``, a refused override (``trainer.epoch=3``), an unknown
-preset (``model=resnet51``), a refused value (``model.strides=[1,3,2]``) and ``--cfg job``.
+preset (``model=resnet51``), a refused value (``model.strides=[1,3,2]``), ``--cfg job``, a
+sweep's help and a sweep refused for a value in its search space (every value is composed).
 Prints min and median wall seconds per command and its median as a share of TensorFlow's
 import (goal: at most 20%).
 
@@ -30,6 +31,13 @@ COMMANDS = {
     "run model=resnet51 (unknown preset)": ["-m", "experiments.run", "model=resnet51"],
     "run model.strides=[1,3,2] (refused value)": ["-m", "experiments.run", "model.strides=[1,3,2]"],
     "run --cfg job": ["-m", "experiments.run", "--cfg", "job"],
+    "sweep blocks --help": ["-m", "experiments.command", "sweep", "blocks", "--help"],
+    "sweep quick, a refused searched value": [
+        "-m",
+        "experiments.run",
+        "+sweep=quick",
+        "model=choice(cifar_resnet20,cifar_resnet3)",
+    ],
 }
 
 

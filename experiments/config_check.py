@@ -51,11 +51,47 @@ def check_command_line(argv: Sequence[str], config_name: str = "config"):
     cfg = _compose(kept, config_name)
     refuse_targets(cfg)  # (first: its line says where code may come in, wherever the key was added)
     check_added_keys(cfg, kept)
+    searched = [o for o in parsed if o.is_sweep_override() and not _is_hydra(o.get_key_element())]
+    if searched:  # (the sweeper checks its config's own spaces too, once it has started)
+        check_searched_values(searched, kept, config_name)
     # Hydra's own settings (``hydra.sweeper.n_trials``, ``hydra/launcher=joblib``) are composed
     # too, so that a misspelt sweeper key gets the same line as a misspelt trainer key.
     if settings := [o.input_line for o in parsed if not o.is_sweep_override() and _is_hydra(o.get_key_element())]:
         check_added_keys(_compose([*kept, *settings], config_name, hydra=True), settings)
     return cfg
+
+
+def check_searched_values(searched, kept: list[str], config_name: str = "config") -> None:
+    """Every value a trial may give the searched overrides (each choice; a range's or an
+    interval's ends) composes: a wrong one anywhere in a space is refused now, in one line,
+    before Hydra and Optuna start. One composition per round (the i-th value of each key)."""
+    values = [(o.get_key_element(), _searched_values(o)) for o in searched]
+    values = [(key, v) for key, v in values if v]
+    names = {key.lstrip("+~") for key, _ in values}
+    kept = [o for o in kept if o.lstrip("+~").split("=", 1)[0] not in names]  # (the searched value wins)
+    for i in range(max((len(v) for _, v in values), default=0)):
+        round_ = [f"{key}={v[i % len(v)]}" for key, v in values]
+        try:
+            _compose_quietly([*kept, *round_], config_name)
+            continue
+        except Exception:  # noqa: BLE001 - find which key (one composition each)
+            pass
+        for override in round_:
+            _compose([*kept, override], config_name)  # (raises its one line)
+
+
+def _searched_values(o) -> list[str]:
+    from hydra.core.override_parser.types import IntervalSweep, RangeSweep
+
+    v = o.value()
+    if isinstance(v, IntervalSweep):
+        return [str(v.start), str(v.end)]
+    if isinstance(v, RangeSweep):
+        r = list(v.range())
+        return [str(r[0]), str(r[-1])] if r else []
+    if o.is_choice_sweep() and o.value_type.name != "GLOB_CHOICE_SWEEP":
+        return list(o.sweep_string_iterator())
+    return []
 
 
 def is_single_run(argv: Sequence[str]) -> bool:

@@ -35,6 +35,15 @@ CASES = {
     "an unreachable tracking store": (["experiments.run", "tracking.tracking_uri=http://127.0.0.1:9"], 2),
     "--cfg job": (["experiments.run", "--cfg", "job"], 0),
     "a sweep's refused key": (["experiments.run", "+sweep=quick", "model.widht=choice(1,2)"], 2),
+    "a sweep's refused searched value": (
+        ["experiments.run", "+sweep=quick", "model=choice(cifar_resnet20,cifar_resnet3)"],
+        2,
+    ),
+    "cleanup": (["experiments.cleanup"], 0),
+    "report of a study that is not there": (
+        ["experiments.sweep.report", "--storage", "sqlite:///none.db", "--study", "x"],
+        2,
+    ),
     "a sweep's dry run": (["experiments.run", "+sweep=blocks", "hydra.sweeper.dry_run=3"], 0),
     "resnet-blocks --help": (["experiments.command", "--help"], 0),
     "sweep quick --help": (["experiments.command", "sweep", "quick", "--help"], 0),

@@ -15,16 +15,14 @@ from experiments.sweep.checks import worker_seed
 from tests.experiments.sweep.test_sweep import load, sweep, sweep_call
 
 REFUSED = [
-    ("model.foo=choice(1,2)", "model.foo: no such key in the run config (searched in hydra.sweeper.params)"),
+    # (searched keys on the command line: checked with the run's, before Hydra and Optuna start)
+    ("model.foo=choice(1,2)", "model.foo: no such key in model"),
     ("model.widht=choice([8,16,32])", "(did you mean model.widths?)"),
     ("+trainer.epoch=3", "+trainer.epoch: received 'epoch'; allowed: a key of trainer, which is typed"),
     # Every value of a space is composed, not only the first: a later choice that is wrong
     # fails at start too, worded as the run's own check words it.
     ("model=choice(cifar_resnet20,cifar_resnet3)", "model: received 'cifar_resnet3'; allowed: one of "),
-    (
-        "trainer.epochs=choice(3,abc)",
-        "trainer.epochs: received 'abc'; allowed: an integer (searched in hydra.sweeper.params)",
-    ),
+    ("trainer.epochs=choice(3,abc)", "trainer.epochs: received 'abc'; allowed: an integer"),
 ]
 
 
@@ -41,6 +39,23 @@ def test_keys_the_run_config_lacks_fail_at_start(tmp_path):
         assert message in out, (override, out[-3000:])
         assert "(did you mean trainer.epochs?)" in out or "epoch=" not in override
         assert not (d / "optuna.db").exists()  # refused before the study was created
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ((), "model: received 'cifar_resnet3'; allowed: one of "),
+        (("model=cifar_resnet20",), "trainer.weight_decay: received 'abc'; allowed: a number"),
+    ],
+)
+def test_a_sweep_configs_own_space_is_composed_value_by_value_at_start(tmp_path, overrides, message):
+    """Spaces of a sweep config (``hydra.sweeper.params`` in its YAML) are checked by the
+    sweeper, every choice of them, before the study exists."""
+    proc = sweep(tmp_path, *overrides, name="t_bad_space", check=False)
+    line = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert message in line and line.endswith("(searched in hydra.sweeper.params)"), line
+    assert not (tmp_path / "optuna.db").exists()
 
 
 def test_open_dicts_still_take_added_keys(tmp_path):
