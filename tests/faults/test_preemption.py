@@ -309,7 +309,7 @@ def test_a_trial_preempted_under_submitit_is_requeued_and_resumes_from_its_check
 def test_each_trial_removes_its_checkpoints_once_recorded_unless_they_are_kept(tmp_path):
     """Disk stays bounded over a long sweep: a trial's checkpoints go as soon as it is recorded
     (not only when the study reaches its total); ``keep_checkpoints=true`` keeps every trial's."""
-    epochs = 4
+    epochs = 2
     uri, storage = new_store(tmp_path / "mlflow.db"), f"sqlite:///{tmp_path / 'optuna.db'}"
     ckpts = tmp_path / "optuna-checkpoints" / "quick"
     proc = subprocess.Popen(_sweep_cmd(tmp_path, storage, uri, epochs), cwd=tmp_path, env=env(),

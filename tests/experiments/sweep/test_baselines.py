@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 import threading
@@ -185,11 +186,21 @@ def test_a_sweep_enters_its_baselines_first_once_across_a_resume(tmp_path):
     assert "model=cifar_resnet32" in study.trials[1].user_attrs["overrides"]
     for t in study.trials:
         assert t.state == TrialState.COMPLETE and bl.VS_BASELINE_ATTR in t.user_attrs  # (optuna-dashboard)
-    _, (parent,), children = mlflow_runs(tmp_path)
+    client, (parent,), children = mlflow_runs(tmp_path)
     names = sorted(r.info.run_name for r in children)
     assert names[0].startswith("t00 baseline regular d1-1-1") and names[1].startswith("t01 baseline[cifar_resnet32] ")
     assert all("sweep.vs_baseline" in r.data.tags for r in children)
     assert {"baseline/val/accuracy", "best/vs_baseline/val/accuracy"} <= set(parent.data.metrics)
+    # trials.csv and report.html give each trial's difference to the best baseline with its standard error.
+    rows = {
+        int(r["number"]): r for r in csv.DictReader(open(client.download_artifacts(parent.info.run_id, "trials.csv")))
+    }
+    assert [rows[n]["baseline"] for n in range(3)] == ["default", "cifar_resnet32", "trainer.learning_rate=0.5"]
+    assert all(float(rows[n]["vs_baseline_se"]) > 0 for n in rows) and not rows[3]["baseline"]
+    best_base = max(study.trials[:3], key=lambda t: t.values[0])
+    assert float(rows[4]["vs_baseline"]) == pytest.approx(study.trials[4].values[0] - best_base.values[0])
+    html = next((tmp_path / "multirun").rglob("report.html")).read_text()
+    assert "vs baseline</th>" in html and "±" in html
     for out in (first.stdout, resumed.stdout):
         assert "vs base" in out
     assert "baseline trial(s) enqueued first: default, cifar_resnet32, trainer.learning_rate=0.5" in (
