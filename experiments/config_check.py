@@ -272,7 +272,9 @@ def check_added_keys(base, fixed: list[str]) -> None:
             continue
         if not parent_path and (name not in parent or isinstance(parent.get(name), DictConfig)):
             continue  # a config group added at the top (+sweep=quick), not a value
-        near = difflib.get_close_matches(name, fields, n=3)
+        near = [f"{parent_path}.{n}" if parent_path else n for n in difflib.get_close_matches(name, fields, n=3)]
+        if not parent_path:  # (+epochs=3: a group's key, written without its group)
+            near += [f"{g}.{name}" for g in fields if isinstance(parent.get(g), DictConfig) and name in parent[g]]
         where = parent_path or "the run config"
-        hint = f" (did you mean {', '.join(f'{parent_path}.{n}' if parent_path else n for n in near)}?)" if near else ""
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
         raise SpecError(key, name, f"a key of {where}, which is typed: {', '.join(fields)}{hint}")
