@@ -69,15 +69,28 @@ def check_searched_values(searched, kept: list[str], config_name: str = "config"
     values = [(key, v) for key, v in values if v]
     names = {key.lstrip("+~") for key, _ in values}
     kept = [o for o in kept if o.lstrip("+~").split("=", 1)[0] not in names]  # (the searched value wins)
-    for i in range(max((len(v) for _, v in values), default=0)):
-        round_ = [f"{key}={v[i % len(v)]}" for key, v in values]
+    spaces = [[f"{key}={x}" for x in v] for key, v in values]
+    if found := first_failing(lambda overrides: _compose_quietly(overrides, config_name), kept, spaces):
+        _compose([*kept, found[1]], config_name)  # (raises its one line)
+
+
+def first_failing(compose, fixed: list[str], spaces: list[list[str]]) -> tuple[int, str, Exception] | None:
+    """Compose ``fixed`` with every override of each space (a key's values as overrides), the
+    i-th of each space together: one composition per round, and key by key only in a round
+    that fails. The first override that fails alone: (its space's index, it, the error)."""
+    for i in range(max((len(v) for v in spaces), default=0)):
+        round_ = [v[i % len(v)] for v in spaces]
         try:
-            _compose_quietly([*kept, *round_], config_name)
+            compose([*fixed, *round_])
             continue
         except Exception:  # noqa: BLE001 - find which key (one composition each)
             pass
-        for override in round_:
-            _compose([*kept, override], config_name)  # (raises its one line)
+        for k, override in enumerate(round_):
+            try:
+                compose([*fixed, override])
+            except Exception as err:  # noqa: BLE001 - Hydra's composition errors vary
+                return k, override, err
+    return None
 
 
 def _searched_values(o) -> list[str]:

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from experiments.cli import UserError
+from experiments.config_check import first_failing
 from experiments.locks import claim_sqlite_study
 from experiments.sweep import study as st
 from experiments.sweep.space import Param
@@ -32,20 +33,11 @@ def check_searched_keys(compose: Callable[[list[str]], DictConfig], params: Sequ
     the wrong type fail here, in one line naming the key, what it received and what is allowed
     (with "did you mean"), before the study exists. One composition per round: the i-th value
     of every key together; only a round that fails is composed key by key."""
-    values = [(p, _values(p)) for p in params]
-    for i in range(max((len(v) for _, v in values), default=0)):
-        round_ = [f"{p.key}={_literal(v[i % len(v)])}" for p, v in values]
-        try:
-            compose([*fixed, *round_])
-            continue
-        except Exception:  # noqa: BLE001 - find which key (one composition each)
-            pass
-        for (p, _), override in zip(values, round_):
-            try:
-                compose([*fixed, override])
-            except Exception as err:  # noqa: BLE001 - Hydra's composition errors vary
-                raise UserError(f"{_translated(err, p.key, [override, *fixed], compose, fixed)} "
-                                "(searched in hydra.sweeper.params)") from None  # fmt: skip
+    spaces = [[f"{p.key}={_literal(x)}" for x in _values(p)] for p in params]
+    if found := first_failing(compose, fixed, spaces):
+        k, override, err = found
+        raise UserError(f"{_translated(err, params[k].key, [override, *fixed], compose, fixed)} "
+                        "(searched in hydra.sweeper.params)") from None  # fmt: skip
 
 
 def _translated(err: Exception, key: str, overrides: list[str], compose, fixed) -> str:
